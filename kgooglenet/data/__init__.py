@@ -1,0 +1,35 @@
+"""tf.data input pipelines for kgooglenet.
+
+Sources: the embedded scikit-learn digits (default), TFDS datasets by name (offline-first), folders of
+class subfolders, TFRecord shards written by `python -m kgooglenet.prepare`, and in-memory arrays.
+Batches are `(float32 RGB [0,255] NHWC, int32 labels)`; the model normalizes inside itself.
+
+Example:
+```python
+from kgooglenet.data import DataConfig, make_datasets
+bundle = make_datasets(DataConfig())              # digits, 32x32, stratified 80/20 split
+model.fit(bundle.train, validation_data=bundle.val, epochs=10)
+```
+"""
+
+from kgooglenet.data.config import AUTO, AlbumentationsSpec, AugmentConfig, DataConfig, DatasetBundle
+from kgooglenet.data.sources import (
+    list_image_folder,
+    load_digits_arrays,
+    make_dataset,
+    make_datasets,
+    stratified_split,
+)
+
+__all__ = [
+    "AUTO",
+    "AlbumentationsSpec",
+    "AugmentConfig",
+    "DataConfig",
+    "DatasetBundle",
+    "list_image_folder",
+    "load_digits_arrays",
+    "make_dataset",
+    "make_datasets",
+    "stratified_split",
+]

@@ -1,0 +1,215 @@
+"""Configuration dataclasses of the data pipelines.
+
+`DataConfig` says where the images come from and how they are batched; `AugmentConfig` is the
+native TF augmentation (the fast default); `AlbumentationsSpec` is a declarative albumentations
+pipeline run inside tf.data. `DatasetBundle` is what `kgooglenet.data.make_datasets` returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SOURCES = ("digits", "tfds", "folder", "tfrecord", "arrays")
+
+# Sentinel for DataConfig.augment: pick the augmentation recommended for the source and image
+# size (see `kgooglenet.data.augment.default_augment`).
+AUTO = "auto"
+
+
+@dataclass
+class AugmentConfig:
+    """Native TF augmentation applied to training images (the fast path).
+
+    Geometry happens first (one of random resized crop / random crop / plain resize), then flips,
+    90-degree rotations and colour jitter; mixup/cutmix run on whole batches afterwards.
+    Every random op is stateless and seeded per element, so `DataConfig.seed` makes it deterministic.
+
+    Example:
+    ```python
+    aug = AugmentConfig(scale=(0.25, 1.0), brightness=0.2, mixup_alpha=0.2)
+    cfg = DataConfig(source="folder", path="images/", augment=aug)
+    ```
+    """
+
+    random_resized_crop: bool = True           # Inception-style crop: random area in `scale` x image area, aspect in `ratio`, resized to image_size
+    scale: tuple[float, float] = (0.08, 1.0)   # area fraction range of the random resized crop
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio (w/h) range of the random resized crop
+    random_crop: bool = False                  # when not random_resized_crop: resize shorter side to image_size / crop_fraction, then crop image_size at a random place
+    crop_padding: int = 0                      # zero padding added on every side before random_crop (CIFAR-style shift); 0 = none
+    horizontal_flip: bool = True               # flip left-right with probability 0.5
+    vertical_flip: bool = False                # flip up-down with probability 0.5
+    rotate90: bool = False                     # rotate by a random multiple of 90 degrees
+    brightness: float = 0.0                    # max delta added to pixels, as a fraction of 255 (0 = off)
+    contrast: float = 0.0                      # contrast factor drawn in [1 - contrast, 1 + contrast] (0 = off)
+    saturation: float = 0.0                    # saturation factor drawn in [1 - saturation, 1 + saturation] (0 = off)
+    hue: float = 0.0                           # max hue shift in [0, 0.5] (0 = off)
+    mixup_alpha: float = 0.0                   # > 0 enables mixup with Beta(alpha, alpha); labels become float32 one-hot
+    cutmix_alpha: float = 0.0                  # > 0 enables cutmix with Beta(alpha, alpha); labels become float32 one-hot
+    mix_prob: float = 1.0                      # probability that a batch is mixed at all (when mixup or cutmix is on; if both are on each mixed batch picks one at random)
+    mean: tuple[float, float, float] | None = None  # opt-in normalization in the pipeline: (x - mean) / std, RGB on the [0,255] scale; None = yield raw [0,255]
+    std: tuple[float, float, float] | None = None   # std for the opt-in normalization (required with mean)
+    fast_jpeg: bool = True                     # decode only the crop window of JPEGs (decode_and_crop_jpeg) and use reduced-DCT decoding when the crop is much larger than needed
+
+    @property
+    def mixes(self) -> bool:
+        """True when mixup or cutmix is enabled (labels are then float32 one-hot)."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    @classmethod
+    def inception(cls, **overrides: Any) -> "AugmentConfig":
+        """Inception / ImageNet style: random resized crop (0.08-1) + horizontal flip."""
+        return cls(**overrides)
+
+    @classmethod
+    def cifar(cls, image_size: int = 32, **overrides: Any) -> "AugmentConfig":
+        """CIFAR style: pad image_size // 8 pixels, random crop, horizontal flip."""
+        kw = dict(random_resized_crop=False, random_crop=True, crop_padding=max(1, image_size // 8))
+        kw.update(overrides)
+        return cls(**kw)
+
+    @classmethod
+    def digits(cls, image_size: int = 32, **overrides: Any) -> "AugmentConfig":
+        """Handwritten digits: small random shifts only (no flips: a flipped 2 is not a 2)."""
+        kw = dict(random_resized_crop=False, random_crop=True, crop_padding=max(1, image_size // 8),
+                  horizontal_flip=False)
+        kw.update(overrides)
+        return cls(**kw)
+
+    @classmethod
+    def none(cls) -> "AugmentConfig":
+        """No augmentation at all: training images get the evaluation resize + center crop."""
+        return cls(random_resized_crop=False, random_crop=False, horizontal_flip=False)
+
+
+@dataclass
+class AlbumentationsSpec:
+    """A declarative albumentations pipeline, built into an `A.Compose` and run inside tf.data.
+
+    `transforms` is a list whose items are either `{"Name": {kwargs}}` or `{"type": "Name", **kwargs}`;
+    `OneOf` / `SomeOf` / `Sequential` take a nested `transforms` list. Names are albumentations 2.x
+    class names (e.g. `RandomResizedCrop` takes `size=(h, w)`). The decoded uint8 RGB image goes
+    through the Compose under `tf.numpy_function` (which holds the GIL: slower than the native path),
+    is resized to image_size if the spec did not already produce it, and gets its static shape back.
+    Each element is seeded from `DataConfig.seed` and its position, so the same seed gives the same batches.
+
+    Example:
+    ```python
+    spec = AlbumentationsSpec(transforms=[
+        {"RandomResizedCrop": {"size": (224, 224), "scale": (0.25, 1.0)}},
+        {"HorizontalFlip": {"p": 0.5}},
+        {"ColorJitter": {"brightness": 0.2, "p": 0.8}},
+    ])
+    cfg = DataConfig(source="folder", path="images/", augment=spec)
+    ```
+    """
+
+    transforms: list = field(default_factory=list)  # list of transform specs (see class docstring)
+    p: float = 1.0                                  # probability the whole Compose is applied
+    mixup_alpha: float = 0.0                        # batch-level mixup after albumentations (labels become one-hot)
+    cutmix_alpha: float = 0.0                       # batch-level cutmix after albumentations (labels become one-hot)
+    mix_prob: float = 1.0                           # probability that a batch is mixed at all
+
+    @property
+    def mixes(self) -> bool:
+        """True when mixup or cutmix is enabled (labels are then float32 one-hot)."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    @classmethod
+    def from_dict(cls, spec: dict | list) -> "AlbumentationsSpec":
+        """Build from a plain dict `{"transforms": [...], "p": 1.0}` or a bare list of transforms."""
+        if isinstance(spec, list):
+            return cls(transforms=list(spec))
+        if not isinstance(spec, dict) or "transforms" not in spec:
+            raise ValueError(
+                f"albumentations spec: expected a list of transforms or a dict with a 'transforms' key, got {spec!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(spec) - known
+        if unknown:
+            raise ValueError(f"albumentations spec: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+        return cls(**spec)
+
+    @classmethod
+    def from_yaml(cls, path: str) -> "AlbumentationsSpec":
+        """Read a YAML file holding a `transforms:` list (and optionally `p`, `mixup_alpha`, ...)."""
+        import yaml
+
+        with open(path) as f:
+            return cls.from_dict(yaml.safe_load(f))
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are batched.
+
+    Example:
+    ```python
+    cfg = DataConfig()                                       # embedded digits at 32x32 (quickstart)
+    cfg = DataConfig(source="tfds", name="cifar10", data_dir="~/tensorflow_datasets", image_size=32)
+    cfg = DataConfig(source="folder", path="caltech256/", image_size=224, batch_size=64, seed=0)
+    cfg = DataConfig(source="tfrecord", path="prepared/")    # written by `python -m kgooglenet.prepare`
+    bundle = make_datasets(cfg)
+    ```
+    """
+
+    source: str = "digits"              # "digits" (embedded sklearn digits), "tfds", "folder", "tfrecord", "arrays"
+    name: str | None = None             # TFDS dataset name when source == "tfds", e.g. "cifar10"
+    path: str | None = None             # folder of class subfolders (source "folder") or a prepared TFRecord dir (source "tfrecord")
+    data_dir: str | None = None         # TFDS data_dir holding the prepared dataset (offline-first: never downloads)
+    manual_dir: str | None = None       # TFDS manual_dir with manually downloaded archives (e.g. ImageNet tars), used only to prepare
+    train_split: str = "train"          # TFDS split used for training (TFDS slicing syntax allowed, e.g. "train[:90%]")
+    val_split_name: str | None = None   # TFDS split used for validation; None = "validation" or "test" if the dataset has one, else val_split of train
+    image_size: int | None = None       # model input size (square); None = 32 for digits, 224 for every other source (resolved in __post_init__)
+    batch_size: int = 32                # GLOBAL batch size (per-replica size comes from the input context)
+    val_split: float = 0.2              # fraction held out for validation for sources without a val split (digits, folder, arrays without val_arrays)
+    augment: Any = AUTO                 # AugmentConfig | AlbumentationsSpec | dict (AugmentConfig fields, or {"transforms": [...]} for albumentations) | None (no augmentation) | "auto" (per source: digits -> AugmentConfig.digits, image_size <= 64 -> cifar, else inception)
+    crop_fraction: float | None = None  # evaluation: resize shorter side to image_size / crop_fraction then center crop; None = 0.875 when image_size >= 128 else 1.0
+    cache: bool = False                 # cache encoded files / decoded small images in memory after the first epoch (digits and arrays are always in memory)
+    shuffle_buffer: int = 10_000        # shuffle buffer of the training set (capped at the split size)
+    seed: int | None = None             # deterministic order and augmentation when set (same seed -> same batches)
+    drop_remainder: bool = True         # drop the last partial training batch so batch shapes are fully static
+    repeat: bool = False                # repeat the training set forever (then pass steps_per_epoch to fit)
+    num_parallel_calls: int | None = None  # map parallelism; None = tf.data.AUTOTUNE
+    ignore_errors: bool = True          # folder source: drop files that fail to decode instead of failing the epoch (prepare the folder to get a report)
+    train_arrays: tuple | None = None   # source "arrays": (images [N,H,W] or [N,H,W,C] uint8/float in [0,255], labels [N] int)
+    val_arrays: tuple | None = None     # source "arrays": optional validation (images, labels); None = val_split of train_arrays
+    class_names: list[str] | None = None  # source "arrays": optional class names (default "0", "1", ...)
+    num_classes: int | None = None      # source "arrays": number of classes (default max label + 1)
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"DataConfig.source must be one of {SOURCES}, got {self.source!r}")
+        if self.image_size is None:
+            self.image_size = 32 if self.source == "digits" else 224
+        if self.image_size <= 0:
+            raise ValueError(f"DataConfig.image_size must be positive, got {self.image_size}")
+        if self.batch_size <= 0:
+            raise ValueError(f"DataConfig.batch_size must be positive, got {self.batch_size}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise ValueError(f"DataConfig.val_split must be in [0, 1), got {self.val_split}")
+        if self.crop_fraction is not None and not 0.0 < self.crop_fraction <= 1.0:
+            raise ValueError(f"DataConfig.crop_fraction must be in (0, 1], got {self.crop_fraction}")
+
+
+@dataclass
+class DatasetBundle:
+    """What `make_datasets` returns.
+
+    `train` and `val` yield `(images, labels)`: images float32 RGB in [0, 255] NHWC (unless
+    `AugmentConfig.mean/std` asks for normalization), labels int32 class ids, or float32 one-hot
+    [batch, num_classes] in `train` when mixup/cutmix is on (`one_hot_train`). `val` labels are always int32.
+    """
+
+    train: Any                          # tf.data.Dataset of training batches (augmented, shuffled, prefetched)
+    val: Any                            # tf.data.Dataset of validation batches (resize + center crop, no augmentation), or None if there is no val data
+    num_classes: int                    # number of classes
+    class_names: list[str]              # class names by id
+    train_size: int                     # training examples (all workers together)
+    val_size: int                       # validation examples (all workers together)
+    steps_per_epoch: int                # training batches per epoch for the global batch size
+    validation_steps: int               # validation batches for the global batch size
+    image_size: int                     # square image size of the batches
+    one_hot_train: bool = False         # True when train labels are float32 one-hot (mixup/cutmix)
+    rgb_mean: tuple | None = None       # RGB mean of the train split when known (prepared TFRecords write it)
+    rgb_std: tuple | None = None        # RGB std of the train split when known
