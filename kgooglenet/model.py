@@ -8,7 +8,6 @@ fine-tuning replaces the head cleanly; the optional aux heads hang on 4a and 4d.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import keras
 import numpy as np
@@ -23,6 +22,7 @@ from kgooglenet.layers import (
     LocalResponseNormalization,
     preprocessing_layer,
 )
+from kgooglenet.weights.cache import resolve_weights
 
 # Loss weights of the paper: main 1, each aux head 0.3 (Caffe train_val.prototxt loss_weight).
 AUX_LOSS_WEIGHT = 0.3
@@ -66,18 +66,6 @@ def _input_shape(spec, input_shape, preprocessing):
     return input_shape
 
 
-def _resolve_weights(weights):
-    """Path of a weights file, after checking that it exists."""
-    if weights is None:
-        return None
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"`weights`: no file at {path!r}. Pass None (random initialization) or the path of a .weights.h5 file."
-        )
-    return path
-
-
 def GoogLeNet(
     variant="bn",
     num_classes=1000,
@@ -107,7 +95,9 @@ def GoogLeNet(
         pooling: with include_top=False: "avg", "max" or None (the 5b feature map).
         input_shape: (height, width, 3); None gives the variant's default square size. Height/width may be None
             for a size-agnostic model (not with the paper variant's aux heads, which flatten a fixed-size map).
-        weights: None (random initialization) or the path of a `.weights.h5` file.
+        weights: None (random initialization), the path of a `.weights.h5` file, or a named ImageNet set
+            ("imagenet-caffe", "imagenet-torchvision") installed in the cache (see `kgooglenet.weights`). Weights
+            that carry a JSON sidecar bind their own preprocessing (used when preprocessing="auto").
         classifier_activation: activation of the classifiers ("softmax", or None for logits). Outputs are float32
             even under a mixed-precision policy.
         dropout: dropout before the main classifier; None gives the variant's (0.4 paper, 0.2 bn/cifar).
@@ -129,15 +119,16 @@ def GoogLeNet(
     """
     _check_args(variant, num_classes, aux_heads, include_top, pooling, dropout, aux_dropout, width)
     spec = specs.VARIANTS[variant]
+    resolved = resolve_weights(weights, variant)
     if preprocessing == "auto":
-        preprocessing = spec.default_preprocessing
+        bound = resolved.preprocessing if resolved is not None else None
+        preprocessing = bound if bound is not None else spec.default_preprocessing
     input_shape = _input_shape(spec, input_shape, preprocessing)
     if aux_heads and spec.aux_pool == "caffe" and None in input_shape[:2]:
         raise ValueError(
             f"`input_shape` must have a fixed height and width for the aux heads of variant {variant!r} (they "
             f"flatten a fixed-size map), received input_shape={input_shape!r}"
         )
-    weights_path = _resolve_weights(weights)
     dropout = spec.dropout if dropout is None else dropout
     aux_dropout = spec.aux_dropout if aux_dropout is None else aux_dropout
     bn = dict(batch_norm=spec.batch_norm, bn_momentum=spec.bn_momentum, bn_epsilon=spec.bn_epsilon)
@@ -193,8 +184,8 @@ def GoogLeNet(
     if aux_heads:
         outputs = {"main": outputs, **aux_outputs}
     model = keras.Model(inputs, outputs, name=name or f"googlenet_{variant}")
-    if weights_path is not None:
-        model.load_weights(weights_path)
+    if resolved is not None:
+        model.load_weights(resolved.path)
     return model
 
 

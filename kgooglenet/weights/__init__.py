@@ -1,0 +1,1 @@
+"""ImageNet weights for GoogLeNet: converters from Caffe and torchvision, the local cache, the class index."""
