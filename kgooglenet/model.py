@@ -233,7 +233,7 @@ def inference_model(model):
     """
     if not has_aux_heads(model):
         return model
-    return keras.Model(model.inputs, model.output["main"], name=f"{model.name}_inference")
+    return keras.Model(model.input, model.output["main"], name=f"{model.name}_inference")
 
 
 def _endpoint_layer(model, endpoint):
@@ -266,9 +266,9 @@ def feature_extractor(model, endpoints=DEFAULT_ENDPOINTS):
     if isinstance(endpoints, str):
         endpoints = (endpoints,)
     outputs = {name: _endpoint_layer(model, name).output for name in endpoints}
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    return keras.Model(model.input, outputs, name=f"{model.name}_features")
 
 
 def features(model):
     """The backbone (input to inception_5b) of a GoogLeNet, sharing its weights."""
-    return keras.Model(model.inputs, model.get_layer("inception_5b").output, name=f"{model.name}_backbone")
+    return keras.Model(model.input, model.get_layer("inception_5b").output, name=f"{model.name}_backbone")

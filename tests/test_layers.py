@@ -1,0 +1,107 @@
+"""The registered layers: Caffe/torch semantics against torch and a direct formula, config round trips."""
+
+import keras
+import numpy as np
+import pytest
+
+from kgooglenet import layers as kl
+
+
+def _rand(shape, seed=0, low=-3.0, high=3.0):
+    return np.random.default_rng(seed).uniform(low, high, shape).astype("float32")
+
+
+@pytest.mark.parametrize("size,k,s", [((112, 112), 3, 2), ((129, 97), 3, 2), ((14, 14), 2, 2), ((15, 9), 2, 2), ((9, 13), 3, 2)])
+def test_ceil_max_pool_matches_torch(size, k, s):
+    torch = pytest.importorskip("torch")
+    x = _rand((2, *size, 5))
+    ours = kl.CeilPooling2D(k, s)(x).numpy()
+    ref = torch.nn.functional.max_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), k, s, ceil_mode=True)
+    np.testing.assert_allclose(ours, ref.permute(0, 2, 3, 1).numpy(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("size", [(14, 14), (17, 11), (8, 8)])
+def test_ceil_avg_pool_matches_torch(size):
+    torch = pytest.importorskip("torch")
+    x = _rand((2, *size, 4))
+    ours = kl.CeilPooling2D(5, 3, mode="avg")(x).numpy()
+    ref = torch.nn.functional.avg_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), 5, 3, ceil_mode=True)
+    np.testing.assert_allclose(ours, ref.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(14, 14), (13, 9), (4, 4), (5, 7)])
+def test_adaptive_pool_matches_torch(size):
+    torch = pytest.importorskip("torch")
+    x = _rand((2, *size, 3))
+    ours = kl.AdaptiveAveragePooling2D((4, 4))(x).numpy()
+    ref = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), (4, 4))
+    np.testing.assert_allclose(ours, ref.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_pools_work_on_dynamic_sizes():
+    import tensorflow as tf
+
+    ceil = kl.CeilPooling2D(3, 2)
+    adaptive = kl.AdaptiveAveragePooling2D(4)
+    fn = tf.function(lambda t: (ceil(t), adaptive(t)), input_signature=[tf.TensorSpec([None, None, None, 2])])
+    x = _rand((1, 13, 9, 2))
+    a, b = fn(x)
+    np.testing.assert_allclose(a, ceil(x))
+    np.testing.assert_allclose(b, adaptive(x), rtol=1e-6)
+    assert a.shape[1:3] == (6, 4)
+
+
+def test_lrn_follows_caffes_formula():
+    x = _rand((1, 3, 3, 12), low=0, high=50)
+    ours = kl.LocalResponseNormalization(local_size=5, alpha=1e-4, beta=0.75, k=1.0)(x).numpy()
+    sq = np.pad(x**2, [(0, 0), (0, 0), (0, 0), (2, 2)])
+    window = sum(sq[..., i : i + 12] for i in range(5))
+    expected = x / (1.0 + 1e-4 / 5 * window) ** 0.75
+    np.testing.assert_allclose(ours, expected, rtol=1e-5)
+
+
+def test_preprocess_caffe_is_bgr_minus_mean():
+    x = _rand((1, 2, 2, 3), low=0, high=255)
+    out = kl.Preprocess(mean=[104, 117, 123], std=[1, 1, 1], bgr=True)(x).numpy()
+    np.testing.assert_allclose(out, x[..., ::-1] - np.array([104, 117, 123], "float32"), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        kl.Inception(8, 4, 8, 2, 4, 4, branch5_kernel=3, batch_norm=True, name="inc"),
+        kl.ConvBlock(8, 7, strides=2, padding=3, batch_norm=False),
+        kl.AuxHead(5, pool="caffe", conv_filters=4, fc_units=8, dropout=0.5),
+        kl.AuxHead(5, pool="adaptive", conv_filters=4, fc_units=8, batch_norm=True),
+        kl.CeilPooling2D(3, 2, mode="avg"),
+        kl.AdaptiveAveragePooling2D((4, 3)),
+        kl.LocalResponseNormalization(3, 2e-4, 0.5, 2.0),
+        kl.Preprocess(mean=[1, 2, 3], std=[4, 5, 6], bgr=True),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_config_round_trip_gives_same_outputs(layer):
+    x = _rand((2, 14, 14, 3), low=0, high=5)
+    out = layer(x)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert clone.get_config() == layer.get_config()
+    assert clone.built  # serialized build config rebuilds every sublayer
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(x), out, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: kl.Inception(0, 1, 1, 1, 1, 1), "conv1x1=0"),
+        (lambda: kl.Inception(1, 1, 1, 1, 1, 1, branch5_kernel=7), "branch5_kernel=7"),
+        (lambda: kl.CeilPooling2D(3, 2, mode="median"), "mode='median'"),
+        (lambda: kl.LocalResponseNormalization(local_size=4), "local_size=4"),
+        (lambda: kl.AuxHead(3, pool="global"), "pool='global'"),
+        (lambda: kl.Preprocess(mean=[1, 2], std=[1, 1, 1]), "mean=\\[1, 2\\]"),
+        (lambda: kl.preprocessing_layer("opencv"), "preprocessing='opencv'"),
+    ],
+)
+def test_bad_layer_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
