@@ -157,13 +157,31 @@ class CeilPooling2D(layers.Layer):
         out = out - tf.cast((out - 1) * s >= size, out.dtype)
         return (out - 1) * s + k - size
 
+    def _native_padding(self, h, w):
+        """"VALID" or "SAME" when TF's own pooling gives exactly the ceil-mode windows (no copy of the input),
+        else None. SAME pads (total // 2) before, so it matches when the total padding is at most 1."""
+        if not (isinstance(h, int) and isinstance(w, int)):
+            return None
+        extras = [self._extra(size) for size in (h, w)]
+        if extras == [0, 0]:
+            return "VALID"
+        same = all(
+            specs.pooled_size(size, self.pool_size, self.strides) == -(-size // self.strides) and extra <= 1
+            for size, extra in zip((h, w), extras)
+        )
+        return "SAME" if same else None
+
     def call(self, inputs):
-        shape = tf.shape(inputs)
         static = inputs.shape
+        window = (self.pool_size, self.pool_size)
+        native = self._native_padding(static[1], static[2])
+        if native is not None:  # TF's SAME pooling ignores padded pixels in max and average alike
+            pool = tf.nn.max_pool2d if self.mode == "max" else tf.nn.avg_pool2d
+            return pool(inputs, window, self.strides, native)
+        shape = tf.shape(inputs)
         h = static[1] if static[1] is not None else shape[1]
         w = static[2] if static[2] is not None else shape[2]
         pads = [[0, 0], [0, self._extra(h)], [0, self._extra(w)], [0, 0]]
-        window = (self.pool_size, self.pool_size)
         if self.mode == "max":
             x = tf.pad(inputs, pads, constant_values=tf.cast(-np.inf, inputs.dtype))
             return tf.nn.max_pool2d(x, window, self.strides, "VALID")

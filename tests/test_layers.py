@@ -105,3 +105,15 @@ def test_config_round_trip_gives_same_outputs(layer):
 def test_bad_layer_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("size", [(8, 8), (13, 13), (14, 15), (112, 112), (9, 16), (17, 11)])
+@pytest.mark.parametrize("k,s,mode", [(3, 2, "max"), (2, 2, "max"), (5, 3, "avg"), (3, 2, "avg")])
+def test_ceil_pool_fast_path_equals_explicit_padding(size, k, s, mode):
+    """Static shapes may take TF's own VALID/SAME pooling; it must equal the explicit-padding path exactly."""
+    import tensorflow as tf
+
+    layer = kl.CeilPooling2D(k, s, mode=mode)
+    x = _rand((1, *size, 2))
+    dynamic = tf.function(layer.call, input_signature=[tf.TensorSpec([None, None, None, 2])])
+    np.testing.assert_allclose(layer(x), dynamic(x), rtol=1e-6, atol=1e-6)
