@@ -53,7 +53,7 @@ def _tuplify(kwargs: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) and k != "transforms" else v for k, v in kwargs.items()}
 
 
-def _build(item, where: str):
+def _build(item, where: str, strict: bool = True):
     A = _albumentations()
     name, kwargs = _parse_item(item, where)
     cls = getattr(A, name, None)
@@ -66,7 +66,7 @@ def _build(item, where: str):
         children = kwargs.pop("transforms", None)
         if not isinstance(children, list):
             raise ValueError(f"albumentations spec {where}: {name} needs a 'transforms' list, got {children!r}")
-        kwargs["transforms"] = [_build(c, f"{where} > {name}[{i}]") for i, c in enumerate(children)]
+        kwargs["transforms"] = [_build(c, f"{where} > {name}[{i}]", strict) for i, c in enumerate(children)]
     params = inspect.signature(cls.__init__).parameters
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
     unknown = [k for k in kwargs if k not in params]
@@ -74,22 +74,28 @@ def _build(item, where: str):
         allowed = sorted(k for k in params if k not in ("self", "args", "kwargs"))
         raise ValueError(f"albumentations spec {where}: {name} got unknown argument(s) {unknown}; "
                          f"{name} accepts {allowed}")
+    if not strict:
+        return cls(**kwargs)
     try:
         import warnings
 
+        # albumentations 2.x warns (not raises) on arguments it ignores: make that an error. This mutates
+        # the process-wide warning filters, so it only runs once, in the caller's thread (build_compose).
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # albumentations 2.x warns (not raises) on arguments it ignores
+            warnings.simplefilter("error")
             return cls(**kwargs)
     except Exception as e:  # pydantic ValidationError, TypeError, ValueError, UserWarning
         raise ValueError(f"albumentations spec {where}: bad argument for {name}({kwargs}): {e}") from e
 
 
-def build_compose(spec: AlbumentationsSpec | dict | list, seed: int | None = None):
+def build_compose(spec: AlbumentationsSpec | dict | list, seed: int | None = None, *, strict: bool = True):
     """Build an `A.Compose` from a spec; errors name the offending transform.
 
     Args:
         spec: AlbumentationsSpec, or the dict / list `AlbumentationsSpec.from_dict` accepts.
         seed: optional seed of the Compose's random state.
+        strict: turn albumentations' warnings about ignored/deprecated arguments into ValueErrors
+            (changes the global warning filters while building: use strict=False in worker threads).
 
     Example:
     ```python
@@ -101,7 +107,7 @@ def build_compose(spec: AlbumentationsSpec | dict | list, seed: int | None = Non
     if not isinstance(spec.transforms, list) or not spec.transforms:
         raise ValueError(f"albumentations spec: 'transforms' must be a non-empty list, got {spec.transforms!r}")
     A = _albumentations()
-    transforms = [_build(item, f"transforms[{i}]") for i, item in enumerate(spec.transforms)]
+    transforms = [_build(item, f"transforms[{i}]", strict) for i, item in enumerate(spec.transforms)]
     return A.Compose(transforms, p=spec.p, seed=seed)
 
 
@@ -117,9 +123,9 @@ class _ThreadLocalCompose:
     def __call__(self, image: np.ndarray, seed: np.ndarray) -> np.ndarray:
         compose = getattr(self.local, "compose", None)
         if compose is None:
-            compose = self.local.compose = build_compose(self.spec)
+            compose = self.local.compose = build_compose(self.spec, strict=False)
         # a 32-bit seed from the element's two int64 seed words
-        s = int(np.uint64(seed[0]) * np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(seed[1])) % (2**32)
+        s = ((int(seed[0]) * 0x9E3779B97F4A7C15) ^ int(seed[1])) % (2**32)
         compose.set_random_seed(s)
         out = compose(image=np.ascontiguousarray(image))["image"]
         if out.ndim == 2:

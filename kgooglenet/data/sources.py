@@ -238,8 +238,11 @@ def _tfrecord_source(config: DataConfig) -> _Source:
                    info["class_names"], len(info["class_names"]), rgb_mean=info.get("mean"), rgb_std=info.get("std"))
 
 
-def tfds_builder(name: str, data_dir: str | None = None):
+def tfds_builder(name: str, data_dir: str | None = None, manual_dir: str | None = None):
     """A TFDS builder for a dataset that is already prepared in `data_dir` (never downloads).
+
+    When the dataset is not prepared but is one that TFDS builds from manually downloaded archives
+    (e.g. imagenet2012) and `manual_dir` holds them, it is prepared into `data_dir` from there, offline.
 
     Raises:
         FileNotFoundError: the dataset is not prepared there; the message says what to put where.
@@ -259,8 +262,17 @@ def tfds_builder(name: str, data_dir: str | None = None):
     except Exception as e:  # DatasetNotFoundError, registry errors
         raise FileNotFoundError(f"TFDS dataset {name!r} not found in data_dir={data_dir!r} ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''}). {hint_prepare}") from e
+    manual = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+    if not builder.is_prepared() and manual and manual_dir and os.path.isdir(os.path.expanduser(manual_dir)):
+        # datasets prepared from manually downloaded archives (imagenet2012, ...) need no network
+        try:
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+                manual_dir=os.path.expanduser(manual_dir), try_download_gcs=False))
+        except Exception as e:
+            raise FileNotFoundError(f"TFDS dataset {name!r}: preparing from manual_dir={manual_dir!r} into "
+                                    f"data_dir={data_dir!r} failed ({type(e).__name__}: {e}). Manual download "
+                                    f"instructions: {' '.join(str(manual).split())}") from e
     if not builder.is_prepared():
-        manual = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
         extra = f" Manual download instructions: {' '.join(str(manual).split())}" if manual else ""
         raise FileNotFoundError(f"TFDS dataset {name!r} is not prepared in data_dir={data_dir!r} (no "
                                 f"{builder.data_dir}/dataset_info.json). Nothing is downloaded at run time. "
@@ -271,7 +283,7 @@ def tfds_builder(name: str, data_dir: str | None = None):
 def _tfds_source(config: DataConfig) -> _Source:
     import tensorflow_datasets as tfds
 
-    builder = tfds_builder(config.name, config.data_dir)
+    builder = tfds_builder(config.name, config.data_dir, config.manual_dir)
     info = builder.info
     image_key, label_key = info.supervised_keys or ("image", "label")
     label_feature = info.features[label_key]
