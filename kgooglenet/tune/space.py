@@ -1,0 +1,306 @@
+"""The search space, declared once: `Hyperparameter` rows in `DEFAULT_SPACE`, and how their values become a
+`TrainConfig` (`config_from_values`). `SearchSpace` methods fix, narrow, re-choose, drop or add hyperparameters."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+
+import keras_tuner as kt
+
+from kgooglenet import specs
+from kgooglenet.data import DataConfig
+from kgooglenet.train import TrainConfig
+
+KINDS = ("float", "int", "choice", "fixed")
+OPTIMIZER_CHOICES = ("sgd", "sgd_nesterov", "adam", "adamw")
+# Blocks counted by the "finetune_blocks" hyperparameter, first to last: the stem, then the nine inception modules.
+NUM_BLOCKS = 1 + len(specs.INCEPTION_ROWS)
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One tuned hyperparameter: a name, a kind and a range.
+
+    The name is what KerasTuner records and what the results table shows. It is either a `TrainConfig` field
+    ("learning_rate", "weight_decay", "momentum", ...), a `DataConfig` field written "data.<field>", or one of the
+    three derived names: "batch_size" (sets data.batch_size), "optimizer" ("sgd", "sgd_nesterov", "adam", "adamw":
+    sets optimizer and nesterov) and "finetune_blocks" (how many of the last blocks of 10 - the stem and the nine
+    inception modules - are trained; 10 trains everything, 0 only the classifiers: sets freeze_until).
+
+    Example:
+    >>> Hyperparameter("learning_rate", "float", low=1e-4, high=1e-1, log=True)
+    >>> Hyperparameter("batch_size", "choice", values=(32, 64, 128))
+    """
+
+    name: str  # TrainConfig field, "data.<DataConfig field>", "batch_size", "optimizer" or "finetune_blocks"
+    kind: str  # "float", "int", "choice" or "fixed"
+    low: float | None = None  # float/int: smallest value
+    high: float | None = None  # float/int: largest value
+    values: tuple = ()  # choice: the candidates, in order; fixed: the one value
+    log: bool = False  # float/int: sample log-uniformly between low and high
+    step: float | None = None  # float/int: grid step (None: continuous floats, step 1 for ints)
+    help: str = ""  # what the hyperparameter does (shown by `SearchSpace.describe`)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Hyperparameter {self.name!r}: `kind` must be one of {KINDS}, received {self.kind!r}")
+        if self.kind in ("float", "int"):
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(
+                    f"Hyperparameter {self.name!r}: a {self.kind} range needs low < high, received "
+                    f"low={self.low!r}, high={self.high!r}"
+                )
+            if self.log and self.low <= 0:
+                raise ValueError(f"Hyperparameter {self.name!r}: log sampling needs low > 0, received low={self.low!r}")
+        elif self.kind == "choice" and len(self.values) < 1:
+            raise ValueError(f"Hyperparameter {self.name!r}: a choice needs at least one value, received values=()")
+        elif self.kind == "fixed" and len(self.values) != 1:
+            raise ValueError(
+                f"Hyperparameter {self.name!r}: a fixed hyperparameter has exactly one value, received {self.values!r}"
+            )
+        object.__setattr__(self, "values", tuple(self.values))
+
+    def declare(self, hp: kt.HyperParameters):
+        """Registers this hyperparameter in `hp` and returns its current value."""
+        if self.kind == "float":
+            return hp.Float(self.name, float(self.low), float(self.high), step=self.step,
+                            sampling="log" if self.log else "linear")
+        if self.kind == "int":
+            return hp.Int(self.name, int(self.low), int(self.high), step=int(self.step) if self.step else None,
+                          sampling="log" if self.log else "linear")
+        if self.kind == "choice":
+            return hp.Choice(self.name, list(self.values))
+        return hp.Fixed(self.name, self.values[0])
+
+    def coerce(self, value):
+        """`value` (e.g. a command-line string) converted to this hyperparameter's type."""
+        if self.kind == "float":
+            return float(value)
+        if self.kind == "int":
+            return int(value)
+        candidates = self.values
+        for candidate in candidates:
+            if value == candidate or str(value) == str(candidate):
+                return candidate
+        if isinstance(value, str):
+            for cast in (int, float):
+                try:
+                    return cast(value)
+                except ValueError:
+                    pass
+        return value
+
+    def describe(self) -> str:
+        if self.kind in ("float", "int"):
+            scale = "log" if self.log else "linear"
+            step = f", step {self.step}" if self.step else ""
+            return f"{self.name}: {self.kind} in [{self.low}, {self.high}] ({scale}{step})"
+        if self.kind == "choice":
+            return f"{self.name}: one of {list(self.values)}"
+        return f"{self.name}: fixed at {self.values[0]!r}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """An ordered table of `Hyperparameter`s, with copy-on-write overrides.
+
+    Example:
+    >>> space = DEFAULT_SPACE.fix("optimizer", "adamw").narrow("learning_rate", 1e-4, 1e-2).drop("finetune_blocks")
+    >>> space.names
+    ('learning_rate', 'batch_size', 'weight_decay', 'dropout', 'aux_dropout', 'optimizer', 'aux_weight', 'label_smoothing')
+    """
+
+    params: tuple[Hyperparameter, ...] = ()  # the hyperparameters, in declaration order
+
+    def __post_init__(self):
+        names = [p.name for p in self.params]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"SearchSpace: hyperparameter names must be unique, received duplicates {duplicates}")
+        object.__setattr__(self, "params", tuple(self.params))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def __getitem__(self, name: str) -> Hyperparameter:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"SearchSpace: no hyperparameter {name!r}; the space has {list(self.names)}")
+
+    def __contains__(self, name) -> bool:
+        return name in self.names
+
+    def _replace(self, name: str, **changes) -> "SearchSpace":
+        old = self[name]
+        return SearchSpace(tuple(dataclasses.replace(old, **changes) if p is old else p for p in self.params))
+
+    def fix(self, name: str, value) -> "SearchSpace":
+        """Always use `value` for `name` (still recorded in the results). Unknown names are added as fixed."""
+        if name not in self:
+            config_fields({name: value})  # validates the name
+            return self.add(Hyperparameter(name, "fixed", values=(value,)))
+        value = self[name].coerce(value)
+        return self._replace(name, kind="fixed", values=(value,), low=None, high=None, log=False, step=None)
+
+    def narrow(self, name: str, low, high) -> "SearchSpace":
+        """New bounds for a float or int hyperparameter."""
+        p = self[name]
+        if p.kind not in ("float", "int"):
+            raise ValueError(f"SearchSpace.narrow: {name!r} is a {p.kind} hyperparameter, not a float/int range")
+        cast = float if p.kind == "float" else int
+        return self._replace(name, low=cast(low), high=cast(high))
+
+    def choices(self, name: str, values) -> "SearchSpace":
+        """Make `name` a choice among `values` (any previous kind)."""
+        values = tuple(values)
+        if name not in self:
+            return self.add(Hyperparameter(name, "choice", values=values))
+        p = self[name]
+        if p.kind in ("choice", "fixed"):
+            values = tuple(p.coerce(v) for v in values)
+        elif p.kind == "float":
+            values = tuple(float(v) for v in values)
+        else:
+            values = tuple(int(v) for v in values)
+        return self._replace(name, kind="choice", values=values, low=None, high=None, log=False, step=None)
+
+    def drop(self, *names: str) -> "SearchSpace":
+        """Stop tuning `names`: trials then use the base TrainConfig's value."""
+        for name in names:
+            self[name]  # raises KeyError for unknown names
+        return SearchSpace(tuple(p for p in self.params if p.name not in names))
+
+    def add(self, param: Hyperparameter) -> "SearchSpace":
+        """Tune one more hyperparameter (any TrainConfig field, or "data.<field>")."""
+        config_fields({param.name: param.values[0] if param.values else param.low})  # validates the name
+        return SearchSpace(self.params + (param,))
+
+    def with_overrides(self, fix=None, ranges=None, choices=None, drop=()) -> "SearchSpace":
+        """All overrides at once (the recipe's --fix/--range/--choices/--drop): `fix` maps name -> value, `ranges`
+        name -> (low, high), `choices` name -> values, `drop` is a list of names. Values may be strings."""
+        space = self
+        for name in drop or ():
+            space = space.drop(name)
+        for name, (low, high) in (ranges or {}).items():
+            space = space.narrow(name, low, high)
+        for name, values in (choices or {}).items():
+            space = space.choices(name, values)
+        for name, value in (fix or {}).items():
+            space = space.fix(name, value)
+        return space
+
+    def relevant_to(self, config: TrainConfig) -> "SearchSpace":
+        """The space without hyperparameters that cannot matter for `config`: aux_dropout/aux_weight without aux
+        heads, finetune_blocks when training from scratch (weights=None)."""
+        irrelevant = set()
+        if not config.aux_heads:
+            irrelevant |= {"aux_dropout", "aux_weight"}
+        if config.weights is None:
+            irrelevant.add("finetune_blocks")
+        return SearchSpace(tuple(p for p in self.params if p.name not in irrelevant or p.kind == "fixed"))
+
+    def declare(self, hp: kt.HyperParameters) -> dict:
+        """Registers every hyperparameter in `hp`; returns {name: current value}."""
+        return {p.name: p.declare(hp) for p in self.params}
+
+    def describe(self) -> str:
+        return "\n".join(p.describe() for p in self.params)
+
+
+def parse_assignment(text: str, what: str = "--fix") -> tuple[str, str]:
+    """Splits a command-line "NAME=VALUE" into (NAME, VALUE); ValueError names the option and the text otherwise."""
+    name, sep, value = str(text).partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ValueError(f"{what}: expected NAME=VALUE, received {text!r}")
+    return name.strip(), value.strip()
+
+
+def space_overrides(fix=(), ranges=(), choices=(), drop=()) -> dict:
+    """`SearchSpace.with_overrides` keyword arguments from command-line texts: fix "NAME=VALUE", ranges
+    "NAME=LOW,HIGH", choices "NAME=A,B,C", drop "NAME".
+
+    Example:
+    >>> DEFAULT_SPACE.with_overrides(**space_overrides(fix=["optimizer=adam"], ranges=["learning_rate=1e-4,1e-2"]))
+    """
+    out = {"fix": dict(parse_assignment(t, "--fix") for t in fix), "ranges": {}, "choices": {}, "drop": list(drop)}
+    for text in ranges:
+        name, value = parse_assignment(text, "--range")
+        bounds = [v.strip() for v in value.split(",")]
+        if len(bounds) != 2:
+            raise ValueError(f"--range: expected NAME=LOW,HIGH, received {text!r}")
+        out["ranges"][name] = tuple(bounds)
+    for text in choices:
+        name, value = parse_assignment(text, "--choices")
+        out["choices"][name] = [v.strip() for v in value.split(",") if v.strip()]
+    return out
+
+
+# The search space, in one place. Names are TrainConfig fields unless noted (see `Hyperparameter`).
+DEFAULT_SPACE = SearchSpace((
+    Hyperparameter("learning_rate", "float", low=1e-4, high=0.3, log=True, help="peak learning rate"),
+    Hyperparameter("batch_size", "choice", values=(32, 64, 128, 256), help="global batch size (data.batch_size)"),
+    Hyperparameter("weight_decay", "float", low=1e-6, high=1e-2, log=True, help="L2 / decoupled weight decay"),
+    Hyperparameter("dropout", "float", low=0.0, high=0.7, step=0.1, help="dropout before the main classifier"),
+    Hyperparameter("aux_dropout", "float", low=0.3, high=0.8, step=0.1, help="dropout inside the aux heads"),
+    Hyperparameter("optimizer", "choice", values=("sgd_nesterov", "adam", "adamw"), help="optimizer"),
+    Hyperparameter("aux_weight", "float", low=0.0, high=0.6, step=0.1, help="loss weight of each aux head"),
+    Hyperparameter("label_smoothing", "float", low=0.0, high=0.2, step=0.05, help="label smoothing"),
+    Hyperparameter("finetune_blocks", "int", low=0, high=NUM_BLOCKS,
+                   help="trained last blocks of 10 (stem + 9 inception modules); 10 = all (sets freeze_until)"),
+))
+
+
+def _block_names(variant: str) -> list[str]:
+    """The 10 blocks counted by "finetune_blocks": the stem's last layer, then inception_3a .. inception_5b."""
+    stem_last = specs.VARIANTS[variant].stem[-1]
+    stem_last = stem_last if isinstance(stem_last, str) else stem_last.name
+    return [stem_last] + [f"inception_{row.name}" for row in specs.INCEPTION_ROWS]
+
+
+def config_fields(values: dict, variant: str = "cifar") -> dict:
+    """Translates hyperparameter values into TrainConfig changes: {"field": v} and {"data.field": v} entries.
+
+    Raises ValueError for a name that is neither a TrainConfig field, "data.<field>", nor a derived name.
+    """
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    out = {}
+    for name, value in values.items():
+        if name.startswith("tuner/"):  # Hyperband bookkeeping
+            continue
+        if name == "batch_size":
+            out["data.batch_size"] = int(value)
+        elif name == "optimizer":
+            if value not in OPTIMIZER_CHOICES:
+                raise ValueError(f"hyperparameter 'optimizer' must be one of {OPTIMIZER_CHOICES}, received {value!r}")
+            out["optimizer"] = "sgd" if value.startswith("sgd") else value
+            if value.startswith("sgd"):
+                out["nesterov"] = value == "sgd_nesterov"
+        elif name == "finetune_blocks":
+            k = int(value)
+            if not 0 <= k <= NUM_BLOCKS:
+                raise ValueError(f"hyperparameter 'finetune_blocks' must be in [0, {NUM_BLOCKS}], received {k}")
+            out["freeze_until"] = None if k == NUM_BLOCKS else _block_names(variant)[NUM_BLOCKS - k - 1]
+        elif name.startswith("data.") and name[5:] in data_fields:
+            out[name] = value
+        elif name in train_fields and name != "data":
+            out[name] = value
+        else:
+            raise ValueError(
+                f"hyperparameter {name!r} does not name a TrainConfig field, 'data.<DataConfig field>', "
+                f"'batch_size', 'optimizer' or 'finetune_blocks'"
+            )
+    return out
+
+
+def config_from_values(base: TrainConfig, values: dict) -> TrainConfig:
+    """`base` with the hyperparameter `values` applied (a new, validated TrainConfig; `base` is unchanged)."""
+    changes = config_fields(values, base.variant)
+    data_changes = {k[5:]: v for k, v in changes.items() if k.startswith("data.")}
+    top = {k: v for k, v in changes.items() if not k.startswith("data.")}
+    data = dataclasses.replace(base.data, **data_changes) if data_changes else copy.deepcopy(base.data)
+    return dataclasses.replace(base, data=data, **top)

@@ -1,0 +1,285 @@
+"""The KerasTuner side: `GoogLeNetHyperModel` (build = `build_model_and_compile`, fit = datasets with the trial's
+batch size), the three tuners with kgooglenet's trial records and failure handling, `make_tuner` and `search`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+
+import keras
+import keras_tuner as kt
+import tensorflow as tf
+
+from kgooglenet.data import make_datasets
+from kgooglenet.train import TrainConfig, build_model_and_compile
+from kgooglenet.train.callbacks import BatchNormSync, monitor_mode
+from kgooglenet.train.loop import prepare_datasets, resolve_num_classes
+from kgooglenet.tune.config import TuneConfig, objective_name
+from kgooglenet.tune.reports import TuneResult, write_reports
+from kgooglenet.tune.space import DEFAULT_SPACE, SearchSpace, config_from_values
+
+
+class _NaNGuard(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that remembers whether it fired (Keras still logs the epoch it stops)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fired_at = None
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.fired_at is None:
+            self.fired_at = batch
+        super().on_batch_end(batch, logs)
+
+
+class GoogLeNetHyperModel(kt.HyperModel):
+    """A KerasTuner HyperModel over `TrainConfig`: `build(hp)` compiles the model of `base` with the trial's values
+    (`kgooglenet.train.build_model_and_compile`), `fit(hp, model)` rebuilds the datasets with the trial's batch size
+    and trains with early stopping, NaN checks and the trial budget.
+
+    Args:
+        base: the TrainConfig every trial starts from.
+        space: the `SearchSpace` (use `space.relevant_to(base)` to skip irrelevant hyperparameters).
+        objective: the monitored metric as named in training ("val_accuracy": the main head's val top-1).
+        epochs: epochs per trial (default base.epochs); Hyperband passes its own.
+        early_stopping_patience: epochs without improvement of `objective` before a trial stops; None = never.
+        verbose: Keras fit verbosity.
+        run_eagerly: compile trial models with run_eagerly (no tf.function tracing).
+        steps_per_epoch: training steps per trial epoch (default base.steps_per_epoch, else one pass).
+        validation_steps: validation steps per trial epoch (default base.validation_steps, else the whole split).
+
+    Example:
+    >>> hypermodel = GoogLeNetHyperModel(TrainConfig(width=0.125, epochs=2), DEFAULT_SPACE)
+    >>> tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_main_accuracy", "max"), max_trials=3)
+    >>> tuner.search()
+    """
+
+    def __init__(self, base: TrainConfig, space: SearchSpace = DEFAULT_SPACE, objective: str = "val_accuracy",
+                 epochs: int | None = None, early_stopping_patience: int | None = 3, verbose: int = 0,
+                 run_eagerly: bool = False, steps_per_epoch: int | None = None,
+                 validation_steps: int | None = None):
+        super().__init__(name="googlenet")
+        self.base = base
+        self.space = space
+        self.objective = objective_name(base, objective)
+        self.epochs = epochs or base.epochs
+        self.early_stopping_patience = early_stopping_patience
+        self.verbose = verbose
+        self.run_eagerly = run_eagerly
+        self.steps_per_epoch = steps_per_epoch
+        self.validation_steps = validation_steps
+        self._probe = None  # (num_classes, train_size, one_hot_train) read once from the base datasets
+
+    def declare_hyperparameters(self, hp):
+        self.space.declare(hp)
+
+    def config_for(self, hp: kt.HyperParameters) -> TrainConfig:
+        """The TrainConfig of a trial: `base` with the trial's values in `hp` and the trial budget."""
+        values = self.space.declare(hp)  # the trial's values (registers defaults for names new to `hp`)
+        config = config_from_values(self.base, values)
+        return dataclasses.replace(
+            config,
+            epochs=self.epochs,
+            steps_per_epoch=self.steps_per_epoch or config.steps_per_epoch,
+            validation_steps=self.validation_steps or config.validation_steps,
+        )
+
+    def _data_facts(self):
+        if self._probe is None:
+            bundle = make_datasets(self.base.data)
+            if bundle.val is None:
+                raise ValueError(
+                    "TuneConfig.train.data: tuning needs validation data (the objective is a validation metric), "
+                    f"but the data config gives none (val_split={self.base.data.val_split!r})"
+                )
+            self._probe = (resolve_num_classes(self.base, bundle), bundle.train_size, bundle.one_hot_train)
+        return self._probe
+
+    def _steps_per_epoch(self, config: TrainConfig) -> int:
+        if config.steps_per_epoch:
+            return config.steps_per_epoch
+        _, train_size, _ = self._data_facts()
+        batches = train_size / config.data.batch_size
+        steps = int(batches) if config.data.drop_remainder else math.ceil(batches)
+        if steps < 1:
+            raise kt.errors.FailedTrialError(
+                f"batch_size={config.data.batch_size} is larger than the {train_size} training examples")
+        return steps
+
+    def build(self, hp):
+        config = self.config_for(hp)
+        num_classes, _, one_hot = self._data_facts()
+        model = build_model_and_compile(config, num_classes, self._steps_per_epoch(config), one_hot_labels=one_hot)
+        if self.run_eagerly:
+            model.run_eagerly = True
+        return model
+
+    def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, verbose=None, **kwargs):
+        config = self.config_for(hp)
+        num_classes, _, _ = self._data_facts()
+        train_ds, val_ds = prepare_datasets(config, make_datasets(config.data), num_classes)  # train repeats
+        mode = monitor_mode(self.objective)
+        guard = _NaNGuard()
+        callbacks = list(callbacks or []) + [guard]
+        strategy = model.distribute_strategy
+        if strategy.num_replicas_in_sync > 1:
+            callbacks.insert(0, BatchNormSync(strategy))  # as in training: replicas share BN statistics
+        if config.schedule == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                monitor=self.objective, mode=mode, factor=config.plateau_factor, patience=config.plateau_patience,
+                min_lr=config.min_learning_rate))
+        if self.early_stopping_patience:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=self.objective, mode=mode, patience=self.early_stopping_patience))
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs or config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=self._steps_per_epoch(config),
+            validation_steps=config.validation_steps,
+            callbacks=callbacks,
+            verbose=self.verbose if verbose is None else verbose,
+        )
+        losses = history.history.get("loss", [])
+        if guard.fired_at is not None or not losses or not all(math.isfinite(v) for v in losses):
+            raise kt.errors.FailedTrialError(
+                f"non-finite training loss (NaN/inf) at epoch {len(losses)}, batch {guard.fired_at}: "
+                f"learning_rate={config.learning_rate!r}, optimizer={config.optimizer!r}"
+            )
+        if self.objective not in history.history:
+            raise kt.errors.FailedTrialError(
+                f"objective {self.objective!r} is not among the logged metrics {sorted(history.history)}"
+            )
+        return history
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tuners
+# ---------------------------------------------------------------------------------------------------------------------
+def tuner_role() -> str:
+    """"chief" (runs the oracle server), "worker" (asks the chief for trials) or "local" (no distribution), from
+    KerasTuner's environment variables KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT / KERASTUNER_TUNER_ID."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "local"
+    for name in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
+        if name not in os.environ:
+            raise ValueError(f"distributed search: KERASTUNER_ORACLE_IP is set but {name} is not")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
+class _GoogLeNetTunerMixin:
+    """What our tuners add to KerasTuner's: a run record per trial (which tuner ran it), out-of-memory errors turned
+    into FailedTrialError, and the space declared without building a model (the space has no conditional scopes)."""
+
+    def _populate_initial_space(self):
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
+    def run_trial(self, trial, *args, **kwargs):
+        trial_dir = self.get_trial_dir(trial.trial_id)
+        record = {"trial_id": trial.trial_id, "tuner_id": self.tuner_id, "host": socket.gethostname(),
+                  "pid": os.getpid()}
+        with tf.io.gfile.GFile(os.path.join(trial_dir, f"run_{self.tuner_id}.json"), "w") as f:
+            f.write(json.dumps(record))
+        print(f"[kgooglenet.tune] {self.tuner_id} runs trial {trial.trial_id}", flush=True)
+        try:
+            return super().run_trial(trial, *args, **kwargs)
+        except (tf.errors.ResourceExhaustedError, MemoryError) as e:
+            raise kt.errors.FailedTrialError(f"out of memory: {type(e).__name__}: {e}") from e
+
+
+class BayesianTuner(_GoogLeNetTunerMixin, kt.BayesianOptimization):
+    """kt.BayesianOptimization with kgooglenet's trial records and failure handling."""
+
+
+class HyperbandTuner(_GoogLeNetTunerMixin, kt.Hyperband):
+    """kt.Hyperband with kgooglenet's trial records and failure handling."""
+
+
+class RandomTuner(_GoogLeNetTunerMixin, kt.RandomSearch):
+    """kt.RandomSearch with kgooglenet's trial records and failure handling."""
+
+
+def _space_config(hp: kt.HyperParameters) -> list:
+    return sorted((json.dumps(p, sort_keys=True) for p in hp.get_config()["space"]))
+
+
+def make_tuner(config: TuneConfig, hypermodel: GoogLeNetHyperModel | None = None):
+    """The KerasTuner tuner of `config` (resuming the search in config.project_dir unless config.overwrite).
+
+    Raises ValueError when resuming a search whose stored space differs from `config.space`.
+    """
+    space = config.space.relevant_to(config.train)
+    objective = config.objective_key
+    hypermodel = hypermodel or GoogLeNetHyperModel(
+        config.train, space, config.objective, config.epochs, config.early_stopping_patience, verbose=config.verbose,
+        run_eagerly=config.run_eagerly, steps_per_epoch=config.trial_steps_per_epoch,
+        validation_steps=config.trial_validation_steps)
+    role = tuner_role()
+    common = dict(
+        hypermodel=hypermodel,
+        objective=kt.Objective(objective, direction=config.direction),
+        seed=config.seed,
+        max_retries_per_trial=config.max_retries_per_trial,
+        max_consecutive_failed_trials=config.max_consecutive_failed_trials,
+        directory=str(config.directory),
+        project_name=config.project_name,
+        overwrite=config.overwrite and role != "worker",  # only the chief may delete the shared directory
+        executions_per_trial=config.executions_per_trial,
+        distribution_strategy=(
+            tf.distribute.MirroredStrategy(config.devices) if config.strategy == "mirrored" else None),
+    )
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
+    resuming = not config.overwrite and tf.io.gfile.exists(os.path.join(config.project_dir, f"{tuner_id}.json"))
+    if config.tuner == "bayesian":
+        tuner = BayesianTuner(max_trials=config.max_trials, num_initial_points=config.num_initial_points, **common)
+    elif config.tuner == "random":
+        tuner = RandomTuner(max_trials=config.max_trials, **common)
+    else:
+        tuner = HyperbandTuner(max_epochs=config.epochs, factor=config.hyperband_factor,
+                               hyperband_iterations=config.hyperband_iterations, **common)
+        if role != "worker":
+            tuner.oracle.max_trials = config.max_trials
+    if resuming and role != "worker":
+        declared = kt.HyperParameters()
+        space.declare(declared)
+        stored = tuner.oracle.get_space()
+        if _space_config(stored) != _space_config(declared):
+            raise ValueError(
+                f"TuneConfig.space differs from the space of the search stored in {config.project_dir!r} "
+                f"(stored: {sorted(p.name for p in stored.space)}; requested: {list(space.names)} or other ranges). "
+                "Pass overwrite=True (--overwrite) to start over, or use another project_name."
+            )
+    return tuner
+
+
+def search(config: TuneConfig, callbacks: list | None = None) -> TuneResult:
+    """Runs (or resumes) the search of `config` and writes the reports (on the chief or a local search).
+
+    Args:
+        config: the TuneConfig.
+        callbacks: extra Keras callbacks for every trial (deep-copied per trial by KerasTuner).
+
+    Returns:
+        A `TuneResult`; a distributed worker returns one with role "worker" and no trials once the chief has no
+        more trials to give.
+    """
+    role = tuner_role()
+    tuner = make_tuner(config)
+    remaining = tuner.remaining_trials if role != "worker" else None
+    if remaining is not None and remaining <= 0:
+        print(f"[kgooglenet.tune] {config.project_dir}: max_trials={config.max_trials} already reached", flush=True)
+    tuner.search(callbacks=list(callbacks or []), verbose=config.verbose)
+    if role == "worker":
+        return TuneResult(role=role, project_dir=config.project_dir, objective=config.objective_key)
+    result = write_reports(config, role)
+    done = sum(t["status"] == "COMPLETED" for t in result.trials)
+    print(f"[kgooglenet.tune] {len(result.trials)} trials ({done} completed); best {result.objective}="
+          f"{result.best_value} (trial {result.best_trial_id}); reports in {config.project_dir}", flush=True)
+    return result
