@@ -1,0 +1,93 @@
+"""What every converter shares: checking the output path, saving the Keras weights with their JSON sidecar, and
+installing the result as a named set in the cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from kgooglenet import __version__
+from kgooglenet.weights import cache, imagenet
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionResult:
+    """The outcome of a conversion."""
+
+    weights_path: str  # the written .weights.h5 (in the cache when installed)
+    sidecar_path: str  # its JSON sidecar
+    metadata: dict  # the sidecar's content
+    installed_as: str | None = None  # the named set it was installed as, or None
+
+
+def output_path(out, install_name: str | None) -> str:
+    """The .weights.h5 path to write: `out`, or the cache path of `install_name` when `out` is None."""
+    if out is None:
+        if install_name is None:
+            raise ValueError("`out`: give the path of the .weights.h5 file to write, or install=True")
+        return cache.named_weights_path(install_name)
+    path = os.fspath(out)
+    if not path.endswith(cache.WEIGHTS_SUFFIX):
+        raise ValueError(f"`out` must end in {cache.WEIGHTS_SUFFIX!r} (Keras weights format), received out={path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"`out`: the folder {folder!r} of {path!r} does not exist")
+    return path
+
+
+def check_input_file(path, what: str) -> str:
+    """`path` as a string, checked to be an existing, non-empty file; `what` names the argument in errors."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what}: no file at {path!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{what}: {path!r} is a directory, expected a file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{what}: {path!r} is empty (0 bytes): an interrupted download?")
+    return path
+
+
+def save_converted(
+    model,
+    out: str,
+    *,
+    source: str,
+    input_path: str,
+    variant: str,
+    preprocessing: str,
+    num_classes: int,
+    aux_heads: bool,
+    install_name: str | None,
+    extra: dict | None = None,
+) -> ConversionResult:
+    """Saves `model`'s weights to `out` with a sidecar, and installs them as `install_name` when given."""
+    from kgooglenet import specs
+
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    model.save_weights(out)
+    metadata = {
+        "source": source,
+        "source_file": os.path.basename(input_path),
+        "source_sha256": cache.file_digest(input_path, "sha256"),
+        "variant": variant,
+        "preprocessing_name": preprocessing,
+        "preprocessing": specs.PREPROCESSING[preprocessing].to_config(),
+        "num_classes": num_classes,
+        "aux_heads": aux_heads,
+        "class_index": imagenet.CLASS_INDEX_FILE if num_classes == imagenet.NUM_CLASSES else None,
+        "class_index_sha256": (
+            cache.file_digest(imagenet.class_index_path()) if num_classes == imagenet.NUM_CLASSES else None
+        ),
+        "converter": f"kgooglenet {__version__}",
+        **(extra or {}),
+    }
+    sidecar = cache.write_sidecar(out, metadata)
+    installed = None
+    if install_name is not None:
+        target = cache.install(out, install_name)
+        installed = install_name
+        out, sidecar = target, cache.sidecar_path(target)
+    return ConversionResult(out, sidecar, cache.read_sidecar(out), installed)
+
+
+__all__ = ["ConversionResult", "check_input_file", "output_path", "save_converted"]
