@@ -185,8 +185,23 @@ def GoogLeNet(
         outputs = {"main": outputs, **aux_outputs}
     model = keras.Model(inputs, outputs, name=name or f"googlenet_{variant}")
     if resolved is not None:
-        model.load_weights(resolved.path)
+        _load_weights(model, resolved)
     return model
+
+
+def _load_weights(model, resolved):
+    """`model.load_weights`, with an error that names the file and says what to do when it does not fit."""
+    meta = resolved.metadata or {}
+    try:
+        model.load_weights(resolved.path)
+    except ValueError as e:
+        found = ", ".join(f"{k}={meta[k]!r}" for k in ("variant", "num_classes", "aux_heads") if k in meta)
+        raise ValueError(
+            f"`weights`: {resolved.path!r} does not fit {model.name} (num_classes, aux_heads, width or input size "
+            f"differ{'; the file is for ' + found if found else ''}). To start from it with other heads, build the "
+            f"model without weights and call kgooglenet.train.finetune.load_pretrained(model, weights, variant). "
+            f"Keras said: {str(e).splitlines()[0]}"
+        ) from e
 
 
 def aux_compile_args(aux_weight=AUX_LOSS_WEIGHT, from_logits=False, metrics=("accuracy", "top5")):

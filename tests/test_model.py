@@ -244,3 +244,12 @@ def test_summary_cli_prints_torchvision_total():
     out = subprocess.run([sys.executable, "-m", "kgooglenet", "summary", "--variant", "bn", "--aux-heads"],
                          capture_output=True, text=True, timeout=300)
     assert "13,004,888" in out.stdout
+
+
+def test_weights_that_do_not_fit_name_the_file(tmp_path):
+    path = tmp_path / "plain.weights.h5"
+    GoogLeNet("cifar", num_classes=10, width=0.125).save_weights(path)
+    with pytest.raises(ValueError, match="plain.weights.h5.*load_pretrained"):
+        GoogLeNet("cifar", num_classes=10, width=0.125, aux_heads=True, weights=path)
+    loaded = GoogLeNet("cifar", num_classes=10, width=0.125, weights=path)
+    assert loaded.get_layer("classifier").kernel.shape == (128, 10)
