@@ -1,0 +1,202 @@
+"""Tests of kgooglenet.tune: the search space, a Bayesian search with its reports, resuming, failed trials, and the
+best config trained by recipes/train.py. Tiny models (cifar variant, width 1/16, digits at 32x32, 2-3 steps per
+epoch, eager trials) keep the whole file near a minute on 2 cores."""
+
+import csv
+import importlib.util
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kgooglenet.data import DataConfig
+from kgooglenet.train import TrainConfig
+from kgooglenet.tune import (
+    DEFAULT_SPACE,
+    Hyperparameter,
+    SearchSpace,
+    TuneConfig,
+    config_from_values,
+    load_trials,
+    make_tuner,
+    objective_name,
+    search,
+    space_overrides,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = [  # keep the output short: Keras' note on tf.data shuffling, the GP's fit on 2-4 points
+    pytest.mark.filterwarnings("ignore:.*shuffle=True.*:UserWarning"),
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+]
+
+
+def base_config(tmp_path, **overrides):
+    values = dict(data=DataConfig(seed=0), variant="cifar", width=0.0625, aux_heads=True, epochs=1,
+                  steps_per_epoch=2, validation_steps=2, out_dir=str(tmp_path / "best_run"), verbose=0,
+                  tensorboard=False, plots=False)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def tune_config(tmp_path, train, **overrides):
+    values = dict(train=train, space=DEFAULT_SPACE.choices("batch_size", [16, 32]), max_trials=3,
+                  directory=str(tmp_path / "search"), trial_epochs=1, trial_steps_per_epoch=2,
+                  trial_validation_steps=1, early_stopping_patience=1, run_eagerly=True, seed=1)
+    values.update(overrides)
+    return TuneConfig(**values)
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def load_recipe(name):
+    spec = importlib.util.spec_from_file_location(f"recipes_{name}", os.path.join(ROOT, "recipes", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the search space -------------------------------------------------------------------------------------------------
+def test_space_overrides_fix_narrow_choices_drop():
+    space = DEFAULT_SPACE.with_overrides(**space_overrides(
+        fix=["optimizer=adamw", "batch_size=64"], ranges=["learning_rate=1e-4,1e-2"],
+        choices=["dropout=0.1,0.3"], drop=["label_smoothing"]))
+    assert "label_smoothing" not in space and len(space.names) == len(DEFAULT_SPACE.names) - 1
+    assert space["optimizer"].kind == "fixed" and space["optimizer"].values == ("adamw",)
+    assert space["batch_size"].values == (64,) and isinstance(space["batch_size"].values[0], int)
+    assert (space["learning_rate"].low, space["learning_rate"].high, space["learning_rate"].log) == (1e-4, 1e-2, True)
+    assert space["dropout"].kind == "choice" and space["dropout"].values == (0.1, 0.3)
+    assert DEFAULT_SPACE["learning_rate"].high == 0.3  # the default table is unchanged (copy-on-write)
+
+    with pytest.raises(KeyError, match="no hyperparameter 'nope'"):
+        DEFAULT_SPACE.drop("nope")
+    with pytest.raises(ValueError, match="is a choice hyperparameter"):
+        DEFAULT_SPACE.narrow("optimizer", 0, 1)
+    with pytest.raises(ValueError, match="expected NAME=VALUE"):
+        space_overrides(fix=["learning_rate"])
+    with pytest.raises(ValueError, match="does not name a TrainConfig field"):
+        DEFAULT_SPACE.fix("no_such_field", 1)
+    with pytest.raises(ValueError, match="log sampling needs low > 0"):
+        Hyperparameter("learning_rate", "float", low=0.0, high=1.0, log=True)
+    with pytest.raises(ValueError, match="names must be unique"):
+        SearchSpace((DEFAULT_SPACE["dropout"], DEFAULT_SPACE["dropout"]))
+    # any TrainConfig field (or data.<field>) can be added
+    more = DEFAULT_SPACE.add(Hyperparameter("momentum", "float", low=0.8, high=0.99))
+    assert more.names[-1] == "momentum"
+
+
+def test_values_map_onto_train_config(tmp_path):
+    base = base_config(tmp_path, weights=None)
+    config = config_from_values(base, {"learning_rate": 0.02, "batch_size": 64, "optimizer": "sgd_nesterov",
+                                       "aux_weight": 0.2, "label_smoothing": 0.1, "finetune_blocks": 10,
+                                       "tuner/epochs": 3})
+    assert (config.learning_rate, config.data.batch_size, config.optimizer, config.nesterov) == (0.02, 64, "sgd", True)
+    assert (config.aux_weight, config.label_smoothing, config.freeze_until) == (0.2, 0.1, None)
+    assert base.data.batch_size == 32 and base.learning_rate == 0.05  # base untouched
+    assert config_from_values(base, {"optimizer": "adamw"}).optimizer == "adamw"
+    # finetune_blocks counts the stem + 9 inception modules from the end: 0 trains only the classifiers
+    assert config_from_values(base, {"finetune_blocks": 0}).freeze_until == "inception_5b"
+    assert config_from_values(base, {"finetune_blocks": 2}).freeze_until == "inception_4e"
+    assert config_from_values(base, {"finetune_blocks": 9}).freeze_until == "conv1"  # cifar stem
+    assert config_from_values(TrainConfig(variant="bn"), {"finetune_blocks": 9}).freeze_until == "pool2"
+    with pytest.raises(ValueError, match="label_smoothing"):
+        config_from_values(base, {"label_smoothing": 1.5})  # TrainConfig validation still applies
+    # irrelevant hyperparameters are not tuned: no aux heads -> no aux_*, no weights -> no finetune_blocks
+    names = DEFAULT_SPACE.relevant_to(base_config(tmp_path, aux_heads=False)).names
+    assert "aux_weight" not in names and "aux_dropout" not in names and "finetune_blocks" not in names
+    assert "finetune_blocks" in DEFAULT_SPACE.relevant_to(TrainConfig(weights="imagenet-torchvision")).names
+    assert objective_name(base) == "val_main_accuracy"
+    assert objective_name(base_config(tmp_path, aux_heads=False)) == "val_accuracy"
+
+
+# --- searches -----------------------------------------------------------------------------------------------------
+def test_bayesian_search_reports_best_config_trains_and_resumes(tmp_path):
+    config = tune_config(tmp_path, base_config(tmp_path), num_initial_points=2)  # trial 2 comes from the GP
+    result = search(config)
+    project = tmp_path / "search" / "googlenet"
+
+    # table: one row per trial, all completed, objective in [0, 1], hyperparameters recorded
+    rows = read_csv(project / "results.csv")
+    assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
+    assert all(r["status"] == "COMPLETED" and r["tuner"] == "tuner0" for r in rows)
+    scores = [float(r["val_main_accuracy"]) for r in rows]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert {"learning_rate", "batch_size", "weight_decay", "dropout", "aux_dropout", "optimizer", "aux_weight",
+            "label_smoothing"} <= set(rows[0])
+    assert "finetune_blocks" not in rows[0]  # training from scratch
+    assert all(int(r["batch_size"]) in (16, 32) for r in rows)
+    assert result.best_value == max(scores) and result.best_trial_id == rows[scores.index(max(scores))]["trial_id"]
+
+    # plot: a real PNG
+    png = (project / "objective.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+    # best config: the base config with the best trial's values (and the base's budget, not the trials' 1 val step)
+    best = TrainConfig.from_json(str(project / "best_config.json"))
+    best_row = rows[scores.index(max(scores))]
+    assert math.isclose(best.learning_rate, float(best_row["learning_rate"]))
+    assert best.data.batch_size == int(best_row["batch_size"])
+    assert best.optimizer == ("sgd" if best_row["optimizer"].startswith("sgd") else best_row["optimizer"])
+    assert (best.epochs, best.steps_per_epoch, best.validation_steps, best.width) == (1, 2, 2, 0.0625)
+    assert best.to_dict() == result.best_config.to_dict()
+
+    # ... which recipes/train.py trains as is
+    run = load_recipe("train").main(["--config", str(project / "best_config.json"), "--epochs", "1"])
+    assert run.epochs_run == 1 and run.out_dir == best.out_dir
+    assert 0.0 <= run.history["val_main_accuracy"][0] <= 1.0
+    assert TrainConfig.from_json(run.config_path).learning_rate == best.learning_rate
+
+    # rerun with more trials: the finished trials are reloaded, not rerun
+    before = {}
+    for tid in ("0", "1", "2"):
+        d = project / f"trial_{tid}"
+        before[tid] = ((d / "trial.json").read_bytes(), {p.name: p.stat().st_mtime_ns for p in d.iterdir()})
+    resumed = search(tune_config(tmp_path, base_config(tmp_path), num_initial_points=2, max_trials=5))
+    assert [t["trial_id"] for t in resumed.trials] == ["0", "1", "2", "3", "4"]
+    assert all(t["status"] == "COMPLETED" for t in resumed.trials)
+    for tid, (trial_json, mtimes) in before.items():
+        d = project / f"trial_{tid}"
+        assert (d / "trial.json").read_bytes() == trial_json
+        assert {p.name: p.stat().st_mtime_ns for p in d.iterdir()} == mtimes
+    assert len(read_csv(project / "results.csv")) == 5
+
+    # resuming with another space is refused instead of silently ignoring the change
+    with pytest.raises(ValueError, match="differs from the space of the search stored"):
+        make_tuner(tune_config(tmp_path, base_config(tmp_path), max_trials=5,
+                               space=DEFAULT_SPACE.fix("optimizer", "adam")))
+
+
+class FailFirstTwoTrials(keras.callbacks.Callback):
+    """Trial 1: NaN weights -> NaN loss; trial 2: a (simulated) out-of-memory error; later trials train normally.
+    The counter is a class attribute because KerasTuner deep-copies callbacks for every trial."""
+
+    started = []
+
+    def on_train_begin(self, logs=None):
+        FailFirstTwoTrials.started.append(1)
+        if len(FailFirstTwoTrials.started) == 1:
+            for w in self.model.trainable_weights:
+                w.assign(tf.fill(w.shape, np.nan))
+        elif len(FailFirstTwoTrials.started) == 2:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor (simulated)")
+
+
+def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
+    FailFirstTwoTrials.started.clear()
+    config = tune_config(tmp_path, base_config(tmp_path, aux_heads=False), tuner="random")
+    result = search(config, callbacks=[FailFirstTwoTrials()])
+    assert [t["status"] for t in result.trials] == ["FAILED", "FAILED", "COMPLETED"]
+    rows = read_csv(tmp_path / "search" / "googlenet" / "results.csv")
+    assert "non-finite training loss" in rows[0]["error"]
+    assert "out of memory" in rows[1]["error"] and "ResourceExhaustedError" in rows[1]["error"]
+    assert rows[0]["val_accuracy"] == "" and rows[2]["val_accuracy"] != ""
+    assert result.best_trial_id == "2"
+    assert TrainConfig.from_json(result.best_config_path).learning_rate == pytest.approx(
+        result.trials[2]["values"]["learning_rate"])
+    assert load_trials(str(tmp_path / "search" / "googlenet"))[0]["tuners"] == ["tuner0"]
