@@ -113,6 +113,8 @@ class GoogLeNetHyperModel(kt.HyperModel):
     def build(self, hp):
         config = self.config_for(hp)
         num_classes, _, one_hot = self._data_facts()
+        if config.seed is not None:
+            keras.utils.set_random_seed(config.seed)  # as train() does: every trial starts from the same init
         model = build_model_and_compile(config, num_classes, self._steps_per_epoch(config), one_hot_labels=one_hot)
         if self.run_eagerly:
             model.run_eagerly = True
@@ -275,7 +277,12 @@ def search(config: TuneConfig, callbacks: list | None = None) -> TuneResult:
     remaining = tuner.remaining_trials if role != "worker" else None
     if remaining is not None and remaining <= 0:
         print(f"[kgooglenet.tune] {config.project_dir}: max_trials={config.max_trials} already reached", flush=True)
-    tuner.search(callbacks=list(callbacks or []), verbose=config.verbose)
+    try:
+        tuner.search(callbacks=list(callbacks or []), verbose=config.verbose)
+    except RuntimeError:  # e.g. max_consecutive_failed_trials reached: keep the reports of what ran
+        if role != "worker":
+            write_reports(config, role)
+        raise
     if role == "worker":
         return TuneResult(role=role, project_dir=config.project_dir, objective=config.objective_key)
     result = write_reports(config, role)
