@@ -19,9 +19,9 @@ Failures: a trial whose loss becomes NaN/inf (stopped by `TerminateOnNaN`) or th
 
 Distributed search uses KerasTuner's own chief/worker protocol: every process runs the same command with
 `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT` and its own `KERASTUNER_TUNER_ID` ("chief" for the process that runs
-the oracle server, "tuner0", "tuner1", ... for the workers). The chief serves trials, exits when every trial is done and
-then writes the reports; `directory` must be shared by all processes (NFS, or a gs:// path). Each worker can itself train
-on several devices (`TuneConfig.strategy="mirrored"`).
+the oracle server, "tuner0", "tuner1", ... for the workers). The chief serves trials, exits when every trial is done
+and then writes the reports; `directory` must be shared by all processes (NFS, or a gs:// path). Each worker can
+itself train on several devices (`TuneConfig.strategy="mirrored"`).
 
 Modules: `space` (the search space and its mapping onto TrainConfig), `config` (TuneConfig), `tuners` (HyperModel,
 tuners, `make_tuner`, `search`), `reports` (results.csv, objective.png, best_config.json).

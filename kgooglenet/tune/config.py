@@ -19,14 +19,16 @@ class TuneConfig:
     `steps_per_epoch` and `validation_steps` are the budget of each trial unless `trial_epochs` says otherwise.
 
     Example:
-    >>> TuneConfig(train=TrainConfig(width=0.25, epochs=3), max_trials=10, directory="tuning")
+    >>> config = TuneConfig(train=TrainConfig(width=0.25, epochs=3), max_trials=10, directory="tuning")
+    >>> config.project_dir, config.objective_key
+    ('tuning/googlenet', 'val_main_accuracy')
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)  # the base config; the best config is it + the best values
     space: SearchSpace = DEFAULT_SPACE  # what is tuned (hyperparameters irrelevant to `train` are skipped)
     tuner: str = "bayesian"  # "bayesian" (Gaussian process), "hyperband" or "random"
     max_trials: int = 20  # trials in total, counting those of earlier runs of a resumed search (caps Hyperband too)
-    objective: str = "val_accuracy"  # metric maximized (minimized if a loss); "val_accuracy" = the main head's val top-1
+    objective: str = "val_accuracy"  # metric maximized (minimized if a loss); "val_accuracy": main head's val top-1
     directory: str = "tuning"  # search directory (shared by all processes of a distributed search)
     project_name: str = "googlenet"  # subdirectory of `directory` holding the trials and the reports
     overwrite: bool = False  # start over, deleting an existing search of the same project; False resumes it

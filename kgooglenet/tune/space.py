@@ -30,8 +30,10 @@ class Hyperparameter:
     inception modules - are trained; 10 trains everything, 0 only the classifiers: sets freeze_until).
 
     Example:
-    >>> Hyperparameter("learning_rate", "float", low=1e-4, high=1e-1, log=True)
-    >>> Hyperparameter("batch_size", "choice", values=(32, 64, 128))
+    >>> Hyperparameter("learning_rate", "float", low=1e-4, high=1e-1, log=True).describe()
+    'learning_rate: float in [0.0001, 0.1] (log)'
+    >>> Hyperparameter("batch_size", "choice", values=(32, 64, 128), help="global batch").describe()
+    'batch_size: one of [32, 64, 128] - global batch'
     """
 
     name: str  # TrainConfig field, "data.<DataConfig field>", "batch_size", "optimizer" or "finetune_blocks"
@@ -93,13 +95,16 @@ class Hyperparameter:
         return value
 
     def describe(self) -> str:
+        """One line: name, kind, range (and the help text)."""
         if self.kind in ("float", "int"):
             scale = "log" if self.log else "linear"
             step = f", step {self.step}" if self.step else ""
-            return f"{self.name}: {self.kind} in [{self.low}, {self.high}] ({scale}{step})"
-        if self.kind == "choice":
-            return f"{self.name}: one of {list(self.values)}"
-        return f"{self.name}: fixed at {self.values[0]!r}"
+            text = f"{self.name}: {self.kind} in [{self.low}, {self.high}] ({scale}{step})"
+        elif self.kind == "choice":
+            text = f"{self.name}: one of {list(self.values)}"
+        else:
+            text = f"{self.name}: fixed at {self.values[0]!r}"
+        return f"{text} - {self.help}" if self.help else text
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,11 @@ class SearchSpace:
     """An ordered table of `Hyperparameter`s, with copy-on-write overrides.
 
     Example:
-    >>> space = DEFAULT_SPACE.fix("optimizer", "adamw").narrow("learning_rate", 1e-4, 1e-2).drop("finetune_blocks")
-    >>> space.names
-    ('learning_rate', 'batch_size', 'weight_decay', 'dropout', 'aux_dropout', 'optimizer', 'aux_weight', 'label_smoothing')
+    >>> space = DEFAULT_SPACE.fix("optimizer", "adamw").narrow("learning_rate", 1e-4, 1e-2)
+    >>> space.drop("finetune_blocks", "label_smoothing").names
+    ('learning_rate', 'batch_size', 'weight_decay', 'dropout', 'aux_dropout', 'optimizer', 'aux_weight')
+    >>> space["optimizer"].describe()
+    "optimizer: fixed at 'adamw' - SGD + Nesterov momentum, Adam or AdamW"
     """
 
     params: tuple[Hyperparameter, ...] = ()  # the hyperparameters, in declaration order
@@ -224,7 +231,9 @@ def space_overrides(fix=(), ranges=(), choices=(), drop=()) -> dict:
     "NAME=LOW,HIGH", choices "NAME=A,B,C", drop "NAME".
 
     Example:
-    >>> DEFAULT_SPACE.with_overrides(**space_overrides(fix=["optimizer=adam"], ranges=["learning_rate=1e-4,1e-2"]))
+    >>> space = DEFAULT_SPACE.with_overrides(**space_overrides(fix=["batch_size=64"], ranges=["dropout=0,0.3"]))
+    >>> space["batch_size"].values, space["dropout"].high
+    ((64,), 0.3)
     """
     out = {"fix": dict(parse_assignment(t, "--fix") for t in fix), "ranges": {}, "choices": {}, "drop": list(drop)}
     for text in ranges:
@@ -246,7 +255,8 @@ DEFAULT_SPACE = SearchSpace((
     Hyperparameter("weight_decay", "float", low=1e-6, high=1e-2, log=True, help="L2 / decoupled weight decay"),
     Hyperparameter("dropout", "float", low=0.0, high=0.7, step=0.1, help="dropout before the main classifier"),
     Hyperparameter("aux_dropout", "float", low=0.3, high=0.8, step=0.1, help="dropout inside the aux heads"),
-    Hyperparameter("optimizer", "choice", values=("sgd_nesterov", "adam", "adamw"), help="optimizer"),
+    Hyperparameter("optimizer", "choice", values=("sgd_nesterov", "adam", "adamw"),
+                   help="SGD + Nesterov momentum, Adam or AdamW"),
     Hyperparameter("aux_weight", "float", low=0.0, high=0.6, step=0.1, help="loss weight of each aux head"),
     Hyperparameter("label_smoothing", "float", low=0.0, high=0.2, step=0.05, help="label smoothing"),
     Hyperparameter("finetune_blocks", "int", low=0, high=NUM_BLOCKS,

@@ -54,8 +54,9 @@ class GoogLeNetHyperModel(kt.HyperModel):
 
     Example:
     >>> hypermodel = GoogLeNetHyperModel(TrainConfig(width=0.125, epochs=2), DEFAULT_SPACE)
-    >>> tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_main_accuracy", "max"), max_trials=3)
-    >>> tuner.search()
+    >>> tuner = kt.RandomSearch(hypermodel, objective=kt.Objective(hypermodel.objective, "max"),
+    ...                         max_trials=3, directory="/tmp/kgooglenet_tune")  # doctest: +SKIP
+    >>> tuner.search()  # doctest: +SKIP
     """
 
     def __init__(self, base: TrainConfig, space: SearchSpace = DEFAULT_SPACE, objective: str = "val_accuracy",
