@@ -168,8 +168,9 @@ class PlotHistory(keras.callbacks.Callback):
 
 def make_callbacks(config, paths: RunPaths, monitor: str, *, custom_loop: bool = False, title: str | None = None,
                    strategy=None):
-    """The run's callbacks, in the order they must run at each epoch end (learning rate logged before the CSV row;
-    the backup last so a history row never lacks its backup's epoch).
+    """The run's callbacks, in the order they must run at each epoch end: the learning rate is logged before the CSV
+    row, the checkpoints and the resume backup come right after it (a run killed between the CSV row and the backup
+    redoes that epoch: `truncate_history` drops the row on resume), TensorBoard and the plots last.
 
     `custom_loop=True` leaves out BackupAndRestore (the multi-worker loop keeps its own tf.train.CheckpointManager).
     `strategy` with several replicas adds `BatchNormSync` (first, so checkpoints hold the averaged statistics).
@@ -195,10 +196,10 @@ def make_callbacks(config, paths: RunPaths, monitor: str, *, custom_loop: bool =
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=config.early_stopping_patience,
             min_delta=config.early_stopping_min_delta, restore_best_weights=False))
+    if not custom_loop:  # as early as possible: the slower TensorBoard/plot writes come after
+        callbacks.append(keras.callbacks.BackupAndRestore(paths.backup, save_freq="epoch", delete_checkpoint=False))
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(paths.log_dir, write_graph=False, profile_batch=0))
     if config.plots:
         callbacks.append(PlotHistory(paths.history_csv, paths.plots_dir, title))
-    if not custom_loop:
-        callbacks.append(keras.callbacks.BackupAndRestore(paths.backup, save_freq="epoch", delete_checkpoint=False))
     return callbacks

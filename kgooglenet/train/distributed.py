@@ -91,12 +91,13 @@ class CustomLoop:
         return logs
 
 
-def train_custom_loop(config: TrainConfig, strategy=None):
+def train_custom_loop(config: TrainConfig, strategy=None, callbacks=()):
     """Train `config` with the custom loop (see the module docstring); returns a `kgooglenet.train.TrainResult`.
 
     Args:
         config: the TrainConfig (its `strategy` is used when `strategy` is None: "multiworker" reads TF_CONFIG).
         strategy: an existing tf.distribute strategy (for tests and for callers that created it at startup).
+        callbacks: extra Keras callbacks, run after the built-in ones (on every worker).
 
     On non-chief workers the returned paths are the chief's (their own files were temporary); the history is the
     worker's own, identical to the chief's because every metric is all-reduced.
@@ -159,22 +160,23 @@ def train_custom_loop(config: TrainConfig, strategy=None):
                 print(line, flush=True)
             log.info(line)
             history_cb = keras.callbacks.History()
-            callbacks = keras.callbacks.CallbackList(
-                cb.make_callbacks(wconfig, paths, monitor, custom_loop=True, title=model.name, strategy=strategy) + [history_cb],
+            callback_list = keras.callbacks.CallbackList(
+                cb.make_callbacks(wconfig, paths, monitor, custom_loop=True, title=model.name, strategy=strategy)
+                + list(callbacks) + [history_cb],
                 add_history=False, add_progbar=bool(config.verbose) and chief, model=model,
                 verbose=config.verbose, epochs=config.epochs, steps=steps,
             )
             loop = CustomLoop(strategy, model, train_dist, val_dist, steps, val_steps)
             model.stop_training = False
-            callbacks.on_train_begin()
+            callback_list.on_train_begin()
             for epoch in range(done, config.epochs):
-                logs = loop.run_epoch(callbacks, epoch)
-                callbacks.on_epoch_end(epoch, logs)
+                logs = loop.run_epoch(callback_list, epoch)
+                callback_list.on_epoch_end(epoch, logs)
                 epoch_var.assign(epoch + 1)
                 manager.save()
                 if model.stop_training:
                     break
-            callbacks.on_train_end()
+            callback_list.on_train_end()
             result = finish(wconfig, paths, model, monitor, bundle, num_classes, done, started, history_cb.history)
     finally:
         cleanup_worker_dir(own_dir, chief)

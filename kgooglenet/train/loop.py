@@ -225,7 +225,7 @@ def finish(config: TrainConfig, paths: cb.RunPaths, model, monitor: str, bundle,
     )
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, callbacks=()) -> TrainResult:
     """Run the training described by `config` and return a `TrainResult`.
 
     Builds the datasets (`kgooglenet.data.make_datasets(config.data)`), the strategy, the model
@@ -233,6 +233,10 @@ def train(config: TrainConfig) -> TrainResult:
     `strategy="multiworker"` (or "auto" with a multi-task TF_CONFIG), the custom loop of
     `kgooglenet.train.distributed`. Restarting a killed run with the same config continues after its last completed
     epoch and stops at the same total `config.epochs`.
+
+    Args:
+        config: the TrainConfig.
+        callbacks: extra Keras callbacks, run after the built-in ones.
 
     Example:
     >>> result = train(TrainConfig(width=0.125, epochs=1, out_dir="/tmp/kgooglenet_doctest"))  # doctest: +SKIP
@@ -243,7 +247,7 @@ def train(config: TrainConfig) -> TrainResult:
     if resolve_strategy_kind(config.strategy) == "multiworker":
         from kgooglenet.train.distributed import train_custom_loop
 
-        return train_custom_loop(config)
+        return train_custom_loop(config, callbacks=callbacks)
     started = time.time()
     strategy, kind = make_strategy(config.strategy, config.devices)
     if config.seed is not None:
@@ -267,9 +271,9 @@ def train(config: TrainConfig) -> TrainResult:
                             model, done)
         print(line, flush=True)
         log.info(line)
-        callbacks = cb.make_callbacks(config, paths, monitor, title=model.name, strategy=strategy)
+        run_callbacks = cb.make_callbacks(config, paths, monitor, title=model.name, strategy=strategy) + list(callbacks)
         history = model.fit(
             train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps,
-            validation_steps=config.validation_steps, callbacks=callbacks, verbose=config.verbose,
+            validation_steps=config.validation_steps, callbacks=run_callbacks, verbose=config.verbose, shuffle=False,
         )
         return finish(config, paths, model, monitor, bundle, num_classes, done, started, history.history)

@@ -1,0 +1,89 @@
+"""Quickstart: train GoogLeNet on the embedded digits, evaluate it, export a SavedModel - on a laptop CPU.
+
+Trains the "cifar" variant (32x32 inputs) at width 0.25 with its two aux heads (loss weight 0.3) on scikit-learn's
+handwritten digits (1,437 train / 360 validation images, upscaled to 32x32 RGB; nothing is downloaded), with SGD +
+Nesterov momentum, one warmup epoch then cosine decay, and mixed_bfloat16 (about 2x faster than float32 on CPUs with
+AVX512-BF16). Then evaluates the best checkpoint on the validation split, writes the plots and a TF Serving SavedModel.
+
+Run:
+    python recipes/quickstart.py
+
+Expected (2-core CPU): val accuracy >= 0.97 (typically 0.98-0.99) in about 3-4 minutes end to end, and
+    runs/quickstart/plots/{loss,accuracy,learning_rate}.png, history.csv, train.log, logs/ (TensorBoard),
+    runs/quickstart/checkpoints/best.weights.h5, saved_models/googlenet_digits/<version>/ (SavedModel).
+Run it again to resume/finish an interrupted run (`--fresh` starts over; each export adds a new version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from kgooglenet.data import DataConfig
+from kgooglenet.model import inference_model
+from kgooglenet.train import TrainConfig, train
+from kgooglenet.train.cli import print_result
+
+
+def quickstart_config(out_dir="runs/quickstart", epochs=8, width=0.25, precision="mixed_bfloat16", fresh=False,
+                      verbose=2) -> TrainConfig:
+    """The quickstart's TrainConfig (also a good starting point for your own small datasets)."""
+    return TrainConfig(
+        data=DataConfig(source="digits", image_size=32, batch_size=64, seed=0),
+        variant="cifar", width=width, aux_heads=True,
+        optimizer="sgd", learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        schedule="cosine", warmup_epochs=1, epochs=epochs, precision=precision,
+        out_dir=out_dir, resume=not fresh, verbose=verbose, seed=0,
+    )
+
+
+def export(model, export_dir, name, class_names) -> str:
+    """SavedModel under export_dir/name/<version>/ via kgooglenet.export (falls back to Keras' model.export)."""
+    try:
+        from kgooglenet.export import export_savedmodel
+    except ImportError:  # the export module is optional for the quickstart
+        import os
+
+        path = os.path.join(export_dir, name, "1")
+        inference_model(model).export(path)
+        return path
+    return export_savedmodel(model, export_dir, name=name, class_names=class_names)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out-dir", default="runs/quickstart")
+    p.add_argument("--export-dir", default="saved_models")
+    p.add_argument("--name", default="googlenet_digits", help="SavedModel name (saved_models/<name>/<version>/)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--precision", default="mixed_bfloat16", choices=("float32", "mixed_bfloat16", "mixed_float16"))
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    p.add_argument("--no-export", action="store_true")
+    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    args = p.parse_args(argv)
+
+    started = time.time()
+    config = quickstart_config(args.out_dir, args.epochs, args.width, args.precision, args.fresh, args.verbose)
+    result = train(config)
+    model = result.model
+    if result.best_checkpoint:
+        model.load_weights(result.best_checkpoint)  # evaluate and export the best epoch, not the last
+    from kgooglenet.data import make_datasets
+    from kgooglenet.model import aux_targets
+
+    val = make_datasets(config.data).val.map(aux_targets)
+    scores = model.evaluate(val, verbose=0, return_dict=True)
+    accuracy = scores["main_accuracy"]
+    saved = None if args.no_export else export(model, args.export_dir, args.name, result.class_names)
+    print_result(result)
+    print(f"validation accuracy of the best checkpoint: {accuracy:.4f} (top-5 {scores.get('main_top5', 1):.4f})")
+    if saved:
+        print(f"  SavedModel      {saved}")
+    print(f"quickstart finished in {time.time() - started:.0f} s")
+    return {"accuracy": accuracy, "result": result, "saved_model": saved, "seconds": time.time() - started}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,111 @@
+"""TrainConfig: JSON round trip through a file, validation errors, the recipe flags, schedules and callbacks."""
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from kgooglenet.data import AlbumentationsSpec, AugmentConfig, DataConfig
+from kgooglenet.train import TrainConfig
+from kgooglenet.train import callbacks as cb
+from kgooglenet.train.cli import add_train_flags, apply_flags
+from kgooglenet.train.optim import Crossentropy, lr_multiplier, make_schedule
+
+
+def test_json_file_round_trip(tmp_path):
+    config = TrainConfig(
+        data=DataConfig(batch_size=16, augment=AugmentConfig.cifar(scale=(0.5, 1.0)), seed=3),
+        width=0.5, lr_mult={"classifier": 10, "aux1_head/fc": 0}, schedule="step", precision="mixed_bfloat16",
+        adversarial=True, fgsm_epsilon=4.0, freeze_until="inception_4e",
+    )
+    path = tmp_path / "sub" / "config.json"
+    text = config.to_json(str(path))
+    assert json.loads(path.read_text()) == json.loads(text)
+    loaded = TrainConfig.from_json(str(path))
+    assert loaded == config
+    assert isinstance(loaded.data.augment, AugmentConfig) and loaded.data.augment.scale == (0.5, 1.0)
+    assert loaded.lr_mult == {"classifier": 10.0, "aux1_head/fc": 0.0}
+    # albumentations specs survive too, and a JSON string works as well as a file
+    alb = dataclasses.replace(config, data=DataConfig(augment=AlbumentationsSpec([{"HorizontalFlip": {"p": 0.5}}])))
+    assert TrainConfig.from_json(alb.to_json()).data.augment == alb.data.augment
+
+
+def test_bad_values_raise_with_the_field_name(tmp_path):
+    with pytest.raises(ValueError, match="TrainConfig.optimizer.*'rmsprop'"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="TrainConfig.precision"):
+        TrainConfig(precision="float16")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
+    with pytest.raises(ValueError, match=r"unknown keys \['epoch'\]"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(FileNotFoundError, match="no config file"):
+        TrainConfig.from_json(str(tmp_path / "missing.json"))
+    arrays = TrainConfig(data=DataConfig(source="arrays", train_arrays=(np.zeros((4, 8, 8)), np.zeros(4))))
+    with pytest.raises(ValueError, match="in-memory arrays"):
+        arrays.to_json()
+
+
+def test_recipe_flags_override_the_config_file(tmp_path):
+    import argparse
+
+    path = tmp_path / "c.json"
+    TrainConfig(width=0.5, epochs=7, learning_rate=0.2).to_json(str(path))
+    args = add_train_flags(argparse.ArgumentParser()).parse_args(
+        ["--config", str(path), "--epochs", "2", "--batch-size", "8", "--no-aux", "--fresh"])
+    config = apply_flags(TrainConfig(), args)
+    assert (config.width, config.epochs, config.learning_rate) == (0.5, 2, 0.2)
+    assert (config.data.batch_size, config.aux_heads, config.resume) == (8, False, False)
+
+
+def test_schedules():
+    lr = lambda config, step: float(make_schedule(config, steps_per_epoch=10)(step))  # noqa: E731
+    step = TrainConfig(schedule="step", learning_rate=0.1, epochs=40)  # 4% every 8 epochs
+    assert [round(lr(step, s), 6) for s in (0, 79, 80, 160)] == [0.1, 0.1, 0.096, round(0.1 * 0.96**2, 6)]
+    poly = TrainConfig(schedule="poly", learning_rate=0.1, epochs=10, poly_power=0.5)
+    assert lr(poly, 50) == pytest.approx(0.1 * 0.5**0.5, rel=1e-5) and lr(poly, 100) == pytest.approx(0.0, abs=1e-7)
+    cosine = TrainConfig(schedule="cosine", learning_rate=0.1, epochs=11, warmup_epochs=1, min_learning_rate=0.001)
+    assert lr(cosine, 0) == pytest.approx(0.01) and lr(cosine, 9) == pytest.approx(0.1)
+    assert lr(cosine, 60) == pytest.approx(0.001 + 0.099 * 0.5, rel=1e-4) and lr(cosine, 110) == pytest.approx(0.001)
+    assert make_schedule(TrainConfig(schedule="plateau", learning_rate=0.1), 10, multiplier=10) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        make_schedule(TrainConfig(schedule="plateau", warmup_epochs=1), 10)
+
+
+def test_lr_multiplier_matches_layer_paths():
+    mult = {"classifier": 10.0, "aux1_head": 5.0, "aux1_head/fc": 0.0}
+    assert lr_multiplier("classifier/kernel", mult) == 10
+    assert lr_multiplier("aux1_head/conv/conv/kernel", mult) == 5
+    assert lr_multiplier("aux1_head/fc/kernel", mult) == 0  # the longest matching key wins
+    assert lr_multiplier("classifier_2/kernel", mult) == 1  # a prefix must end at a "/"
+
+
+def test_crossentropy_sparse_onehot_and_smoothing():
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], "float32")
+    y = np.array([0, 2])
+    expected = -np.mean(np.log([0.7, 0.8]))
+    assert float(Crossentropy()(y, p)) == pytest.approx(expected, rel=1e-5)
+    assert float(Crossentropy()(np.eye(3)[y], p)) == pytest.approx(expected, rel=1e-5)
+    smooth = 0.9 * np.eye(3)[y] + 0.1 / 3
+    assert float(Crossentropy(label_smoothing=0.1)(y, p)) == pytest.approx(-np.mean((smooth * np.log(p)).sum(1)),
+                                                                          rel=1e-5)
+
+
+def test_monitor_names_and_callbacks(tmp_path):
+    assert cb.resolve_monitor("val_accuracy", aux_heads=True, has_val=True) == "val_main_accuracy"
+    assert cb.resolve_monitor("val_loss", aux_heads=True, has_val=True) == "val_loss"
+    assert cb.resolve_monitor("val_top5", aux_heads=False, has_val=False) == "top5"
+    assert cb.monitor_mode("val_main_top5") == "max" and cb.monitor_mode("val_loss") == "min"
+    config = TrainConfig(early_stopping_patience=3, schedule="plateau")
+    kinds = {type(c).__name__ for c in cb.make_callbacks(config, cb.RunPaths.of(str(tmp_path)), "val_loss")}
+    assert {"EarlyStopping", "TerminateOnNaN", "ReduceLROnPlateau", "CSVLogger", "ModelCheckpoint", "TensorBoard",
+            "BackupAndRestore", "PlotHistory", "LearningRateLogger"} <= kinds
+    # a killed run may have written a CSV row after its last backup: the resume drops it
+    csv = tmp_path / "history.csv"
+    csv.write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.4\n")
+    cb.truncate_history(str(csv), 2)
+    assert csv.read_text() == "epoch,loss\n0,1.0\n1,0.5\n"
+    assert cb.best_so_far(str(csv), "loss") == 0.5
+    assert keras.config.dtype_policy().name == "float32"

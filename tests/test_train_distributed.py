@@ -1,0 +1,173 @@
+"""Distributed and fault-tolerant training, each in fresh subprocesses (device setup must precede TF's init):
+MirroredStrategy over two logical CPUs vs one device, two workers on loopback (TF_CONFIG), and a run killed with
+SIGKILL and restarted."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from kgooglenet.train.strategy import split_cpu
+    devices = split_cpu(2)  # before TensorFlow initializes its devices
+    import keras, tensorflow as tf
+    from kgooglenet.data import DataConfig
+    from kgooglenet.model import aux_targets
+    from kgooglenet.train import TrainConfig, build_model_and_compile, train
+
+    out = {"devices": devices}
+    config = TrainConfig(width=0.125, learning_rate=0.1, schedule="constant", dropout=0.0, aux_dropout=0.0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (32, 32, 32, 3)).astype("float32"); y = rng.integers(0, 10, 32).astype("int32")
+    data = tf.data.Dataset.from_tensors((x, y)).map(aux_targets)
+    keras.utils.set_random_seed(1)
+    single = build_model_and_compile(config, 10)
+    init = single.get_weights()
+    out["single_loss"] = single.fit(data, verbose=0).history["loss"][0]
+    strategy = tf.distribute.MirroredStrategy(devices)
+    with strategy.scope():
+        mirrored = build_model_and_compile(config, 10)
+    mirrored.set_weights(init)
+    out["replicas"] = strategy.num_replicas_in_sync
+    out["mirrored_loss"] = mirrored.fit(data, verbose=0).history["loss"][0]
+    d1 = np.concatenate([(w - i).ravel() for w, i in zip(single.get_weights(), init)])
+    d2 = np.concatenate([(w - i).ravel() for w, i in zip(mirrored.get_weights(), init)])
+    out["update_cosine"] = float(d1 @ d2 / np.linalg.norm(d1) / np.linalg.norm(d2))
+    # the whole train() with MirroredStrategy and mixed_bfloat16 together
+    run = train(TrainConfig(data=DataConfig(batch_size=32, seed=0), width=0.125, epochs=1, steps_per_epoch=2,
+                            validation_steps=1, precision="mixed_bfloat16", strategy="mirrored", devices=devices,
+                            out_dir=sys.argv[1], verbose=0, tensorboard=False, plots=False))
+    out["bf16_loss"] = run.history["loss"][0]
+    out["output_dtype"] = run.model(x[:2])["main"].dtype.name
+    bn = run.model.get_layer("conv1").bn.moving_mean.value  # a MirroredVariable: one copy per replica
+    copies = [v.numpy() for v in bn.values]
+    out["bn_copies"] = len(copies)
+    out["bn_copy_diff"] = float(np.abs(copies[0] - copies[1]).max())
+    print("RESULT " + json.dumps(out))
+""")
+
+WORKER = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    sys.path.insert(0, os.path.join(sys.argv[1], "recipes"))
+    import train_multiworker
+    result = train_multiworker.main(["--out-dir", sys.argv[2], "--width", "0.125", "--epochs", "2",
+                                     "--steps-per-epoch", "3", "--validation-steps", "2", "--batch-size", "32",
+                                     "--verbose", "2", "--no-aux"])
+    np.savez(sys.argv[3], *result.model.get_weights())
+""")
+
+
+def run_script(tmp_path, name, source, args, timeout, env=None):
+    script = tmp_path / name
+    script.write_text(source)
+    proc = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env or ENV, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_mirrored_two_cpus_matches_single_device(tmp_path):
+    out = run_script(tmp_path, "mirrored.py", MIRRORED, [tmp_path / "run"], timeout=400)
+    result = json.loads(out.split("RESULT ", 1)[1])
+    assert result["replicas"] == 2 and len(result["devices"]) == 2
+    # BatchNorm normalizes each replica's half batch on its own, so the losses agree closely but not exactly
+    assert result["mirrored_loss"] == pytest.approx(result["single_loss"], rel=0.02)
+    assert result["update_cosine"] > 0.95
+    assert np.isfinite(result["bf16_loss"]) and result["output_dtype"] == "float32"
+    assert result["bn_copies"] == 2 and result["bn_copy_diff"] == 0.0  # statistics averaged over replicas
+
+
+def test_two_workers_on_loopback_stay_in_sync(tmp_path):
+    ports = free_ports(2)
+    out_dir = tmp_path / "mw"
+    procs, temp_dirs = [], []
+    (tmp_path / "worker.py").write_text(WORKER)
+    for index in range(2):
+        tmp = tmp_path / f"tmp{index}"
+        tmp.mkdir()
+        temp_dirs.append(tmp)
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+        env = {**ENV, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(tmp)}
+        procs.append(subprocess.Popen(
+            [sys.executable, str(tmp_path / "worker.py"), ROOT, str(out_dir), str(tmp_path / f"w{index}.npz")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(tmp_path)))
+    try:
+        outputs = [p.communicate(timeout=400)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, text in zip(procs, outputs):
+        assert p.returncode == 0, text[-5000:]
+    assert "replicas 2" in outputs[0] and "custom loop" in outputs[0]
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert len(w0.files) == len(w1.files) > 100
+    for key in w0.files:  # trainable weights and BatchNorm statistics alike
+        np.testing.assert_array_equal(w0[key], w1[key])
+    # one checkpoint set, written by the chief; the other worker's temporary directory is gone
+    assert sorted(os.listdir(out_dir / "checkpoints")) == ["backup", "best.weights.h5", "last.weights.h5"]
+    assert any(f.startswith("ckpt-2") for f in os.listdir(out_dir / "checkpoints" / "backup"))
+    assert not [f for f in os.listdir(temp_dirs[1]) if f.startswith("kgooglenet_worker_")]
+    rows = (out_dir / "history.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch")
+
+
+def test_sigkill_mid_training_resumes_from_the_last_epoch(tmp_path):
+    out_dir = tmp_path / "run"
+    cmd = [sys.executable, os.path.join(ROOT, "recipes", "train.py"), "--out-dir", str(out_dir), "--width", "0.125",
+           "--epochs", "4", "--steps-per-epoch", "12", "--validation-steps", "1", "--batch-size", "16",
+           "--no-aux", "--verbose", "2"]
+    history = out_dir / "history.csv"
+    backup = out_dir / "checkpoints" / "backup" / "training_metadata.json"
+    completed = lambda: json.loads(backup.read_text())["epoch"] if backup.exists() else 0  # noqa: E731
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if completed() >= 1:  # BackupAndRestore wrote epoch 1
+                    break
+            except ValueError:  # caught mid-write
+                pass
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.stdout.read()[-3000:]
+        time.sleep(0.5)  # inside epoch 2 (12 steps take several seconds)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    epochs_at_kill = completed()
+    assert 1 <= epochs_at_kill < 4
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=ENV)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"resuming after epoch {epochs_at_kill}" in done.stdout
+    assert f"Epoch {epochs_at_kill + 1}/4" in done.stdout and "Epoch 1/4" not in done.stdout
+    assert done.stdout.count("Epoch ") == 4 - epochs_at_kill
+    rows = history.read_text().strip().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 1, 2, 3]
+    assert (out_dir / "checkpoints" / "best.weights.h5").is_file()
