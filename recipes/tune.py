@@ -6,11 +6,13 @@ Tunes learning rate, batch size, weight decay, dropout, aux dropout, optimizer, 
 kept; `--max-trials` may grow); `--overwrite` starts over. Writes to DIRECTORY/PROJECT/: results.csv, objective.png and
 best_config.json, which `python recipes/train.py --config DIRECTORY/PROJECT/best_config.json` trains directly.
 
-Run (local, 2 CPU cores, digits, about 1 minute per trial):
-    python recipes/tune.py --width 0.25 --trial-epochs 3 --max-trials 10 --directory tuning
+Run (local; digits, 3 epochs per trial, about 1 minute per trial on 2 CPU cores):
+    python recipes/tune.py --width 0.25 --trial-epochs 3 --max-trials 4 --directory tuning
+    python recipes/tune.py --width 0.25 --trial-epochs 3 --max-trials 10 --directory tuning   # 6 more trials
     python recipes/tune.py --config base.json --tuner hyperband --fix optimizer=sgd_nesterov \
-        --range learning_rate=1e-3,0.1 --choices batch_size=64,128 --drop label_smoothing
-Expected: "10 trials (10 completed); best val_main_accuracy=0.9..." and the three report files.
+        --range learning_rate=1e-3,0.1 --choices batch_size=64,128 --drop label_smoothing --overwrite
+Expected (first command, measured): "4 trials (4 completed); best val_main_accuracy=0.969 (trial 3)" (AdamW,
+lr 4.4e-3, batch 32; the other trials 0.10-0.53), then the paths of the three reports.
 
 Distributed (KerasTuner's chief/worker protocol; same command everywhere, DIRECTORY on shared storage):
     export KERASTUNER_ORACLE_IP=10.0.0.1 KERASTUNER_ORACLE_PORT=8000

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from kgooglenet.train import TrainConfig
 from kgooglenet.tune.config import TuneConfig
-from kgooglenet.tune.space import config_from_values
+from kgooglenet.tune.space import config_from_values, tidy
 
 RESULTS_CSV = "results.csv"
 OBJECTIVE_PNG = "objective.png"
@@ -70,7 +70,7 @@ def write_table(trials: list[dict], path: str, objective: str) -> str:
                 t["trial_id"], t["status"], " ".join(t["tuners"]),
                 "" if t["score"] is None else t["score"],
                 "" if t["status"] != "COMPLETED" else t["best_step"],
-                *[t["values"].get(n, "") for n in names],
+                *[tidy(t["values"].get(n, "")) for n in names],
                 error[-1] if error else "",
             ])
     return path

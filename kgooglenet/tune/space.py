@@ -271,6 +271,11 @@ def _block_names(variant: str) -> list[str]:
     return [stem_last] + [f"inception_{row.name}" for row in specs.INCEPTION_ROWS]
 
 
+def tidy(value):
+    """Floats rounded to 12 significant digits (KerasTuner's stepped grids give 0.30000000000000004)."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
+
+
 def config_fields(values: dict, variant: str = "cifar") -> dict:
     """Translates hyperparameter values into TrainConfig changes: {"field": v} and {"data.field": v} entries.
 
@@ -282,6 +287,7 @@ def config_fields(values: dict, variant: str = "cifar") -> dict:
     for name, value in values.items():
         if name.startswith("tuner/"):  # Hyperband bookkeeping
             continue
+        value = tidy(value)
         if name == "batch_size":
             out["data.batch_size"] = int(value)
         elif name == "optimizer":
