@@ -45,12 +45,16 @@ def test_eval_path_is_resize_then_center_crop():
 @pytest.mark.parametrize("fast", [True, False])
 def test_jpeg_window_decode_matches_full_decode(fast):
     data, _ = _jpeg(600, 800)
-    full = tf.io.decode_jpeg(data, channels=3).numpy().astype(np.float32)
+    full = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE").numpy().astype(np.float32)
     window = tf.constant([40, 100, 500, 520])  # large: the fast path decodes at 1/2 DCT scale
     crop = A._decode_jpeg_window(tf.constant(data), window, 224, fast).numpy().astype(np.float32)
-    ref = tf.image.resize(full[40:540, 100:620], crop.shape[:2]).numpy()
-    assert crop.shape == ((250, 260, 3) if fast else (500, 520, 3))
-    assert np.abs(crop - ref).mean() < 4.0
+    ref = tf.image.resize(full[40:540, 100:620], crop.shape[:2], antialias=True).numpy()
+    assert crop.shape == (250, 260, 3)  # window >= 2x the target: decoded at 1/2 DCT scale
+    assert np.abs(crop - ref).mean() < 3.0
+    small = A._decode_jpeg_window(tf.constant(data), tf.constant([40, 100, 400, 300]), 224, fast).numpy()
+    assert small.shape == (400, 300, 3)  # < 2x: full scale, never upscaled
+    np.testing.assert_allclose(small.astype(np.float32).mean(), full[40:440, 100:400].mean(), atol=1.0)
+    assert np.abs(small.astype(np.float32) - full[40:440, 100:400]).mean() < (3.0 if fast else 0.5)
 
 
 def test_random_resized_crop_window_statistics():

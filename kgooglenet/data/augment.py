@@ -159,10 +159,14 @@ def image_hw(raw: tf.Tensor) -> tf.Tensor:
 
 
 def _decode_jpeg_window(raw, window, target: int, fast: bool):
-    """decode_and_crop_jpeg of `window`, at DCT scale 1/2/4/8 when the window allows it without upscaling."""
+    """decode_and_crop_jpeg of `window`, at DCT scale 1/2/4/8 when the window is at least that many times
+    larger than `target` (so nothing is upscaled; the DCT downscale also antialiases).
+
+    fast: integer-fast IDCT and no fancy (triangle) chroma upsampling: about 2x faster decoding with
+    differences of a few grey levels, meant for training.
+    """
     dct = "INTEGER_FAST" if fast else "INTEGER_ACCURATE"
-    if not fast:
-        return tf.io.decode_and_crop_jpeg(raw, window, channels=3, dct_method=dct)
+    fancy = not fast
     hw = tf.io.extract_jpeg_shape(raw)[:2]
     short = tf.minimum(window[2], window[3])
     # largest r in {1,2,4,8} with short / r >= target
@@ -172,12 +176,13 @@ def _decode_jpeg_window(raw, window, target: int, fast: bool):
     def scaled(r):
         def fn():
             if r == 1:
-                return tf.io.decode_and_crop_jpeg(raw, window, channels=3, dct_method=dct)
+                return tf.io.decode_and_crop_jpeg(raw, window, channels=3, dct_method=dct, fancy_upscaling=fancy)
             full = (hw + r - 1) // r  # libjpeg's scaled output size is ceil(size / r)
             y, x = window[0] // r, window[1] // r
             h = tf.maximum(1, tf.minimum((window[2] + r - 1) // r, full[0] - y))
             w = tf.maximum(1, tf.minimum((window[3] + r - 1) // r, full[1] - x))
-            return tf.io.decode_and_crop_jpeg(raw, tf.stack([y, x, h, w]), channels=3, ratio=r, dct_method=dct)
+            return tf.io.decode_and_crop_jpeg(raw, tf.stack([y, x, h, w]), channels=3, ratio=r, dct_method=dct,
+                                              fancy_upscaling=fancy)
         return fn
 
     return tf.switch_case(idx, [scaled(1), scaled(2), scaled(4), scaled(8)])
@@ -187,13 +192,18 @@ def _crop(img, window):
     return img[window[0]:window[0] + window[2], window[1]:window[1] + window[3], :]
 
 
-def _resize(img, size: int):
-    """Resize uint8/float [h, w, 3] to float32 [size, size, 3] (bilinear; identity when already that size)."""
-    shape = tf.shape(img)
-    same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
-    out = tf.cond(same,
-                  lambda: tf.cast(img, tf.float32),
-                  lambda: tf.image.resize(img, [size, size], method="bilinear", antialias=False))
+def _resize(img, size: int, skip_same: bool = False):
+    """Resize uint8/float [h, w, 3] to float32 [size, size, 3] (bilinear, no antialias: the DCT downscale of
+    JPEG windows does most of the antialiasing). skip_same: identity when already that size (in-memory
+    images that are stored at the model size; a tf.cond costs more than it saves on decoded crops)."""
+    if skip_same:
+        shape = tf.shape(img)
+        same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
+        out = tf.cond(same,
+                      lambda: tf.cast(img, tf.float32),
+                      lambda: tf.image.resize(img, [size, size], method="bilinear", antialias=False))
+    else:
+        out = tf.image.resize(img, [size, size], method="bilinear", antialias=False)
     return tf.ensure_shape(out, [size, size, 3])
 
 
@@ -204,16 +214,23 @@ def _split_seeds(seed, n: int):
     return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=n))
 
 
-def _photometric_and_flips(img, seeds, aug: AugmentConfig, size: int):
-    """Padding crop, flips, rot90 and colour jitter on float32 [size, size, 3] in [0, 255]."""
-    if aug.random_crop and not aug.random_resized_crop and aug.crop_padding > 0:
-        p = aug.crop_padding
-        img = tf.pad(img, [[p, p], [p, p], [0, 0]])
-        img = tf.image.stateless_random_crop(img, [size, size, 3], seed=seeds[0])
+def _flips(img, seeds, aug: AugmentConfig | None):
+    """Random flips; done on the (uint8) crop before the resize, where they are cheaper (they commute)."""
+    if aug is None:
+        return img
     if aug.horizontal_flip:
         img = tf.image.stateless_random_flip_left_right(img, seed=seeds[1])
     if aug.vertical_flip:
         img = tf.image.stateless_random_flip_up_down(img, seed=seeds[2])
+    return img
+
+
+def _photometric_and_flips(img, seeds, aug: AugmentConfig, size: int):
+    """Padding crop, rot90 and colour jitter on float32 [size, size, 3] in [0, 255]."""
+    if aug.random_crop and not aug.random_resized_crop and aug.crop_padding > 0:
+        p = aug.crop_padding
+        img = tf.pad(img, [[p, p], [p, p], [0, 0]])
+        img = tf.image.stateless_random_crop(img, [size, size, 3], seed=seeds[0])
     if aug.rotate90:
         k = tf.random.stateless_uniform([], seeds[3], 0, 4, dtype=tf.int32)
         img = tf.image.rot90(img, k)
@@ -232,10 +249,12 @@ def _photometric_and_flips(img, seeds, aug: AugmentConfig, size: int):
     return tf.ensure_shape(img, [size, size, 3])
 
 
-def _finish(img, seed, *, training: bool, aug: AugmentConfig | None, size: int):
+def _finish(img, seeds, *, training: bool, aug: AugmentConfig | None, size: int, clip: bool):
     if training and aug is not None:
-        img = _photometric_and_flips(img, _split_seeds(seed, 8), aug, size)
-    return tf.ensure_shape(tf.clip_by_value(img, 0.0, 255.0), [size, size, 3])
+        img = _photometric_and_flips(img, seeds, aug, size)
+    if clip:  # bilinear resizing of uint8 pixels stays in [0, 255]; colour ops clip themselves
+        img = tf.clip_by_value(img, 0.0, 255.0)
+    return tf.ensure_shape(img, [size, size, 3])
 
 
 def preprocess_encoded(raw, seed, *, training: bool, aug: AugmentConfig | None, image_size: int,
@@ -250,31 +269,35 @@ def preprocess_encoded(raw, seed, *, training: bool, aug: AugmentConfig | None, 
         image_size: output side.
         crop_fraction: evaluation crop fraction (and the random-crop window fraction).
     """
-    geo_seed, rest_seed = _split_seeds(seed, 2)
-    fast = aug.fast_jpeg if aug is not None else True
+    seeds = _split_seeds(seed, 9)
+    geo_seed = seeds[8]
+    aug = aug if training else None
+    fast = aug is not None and aug.fast_jpeg
 
     def jpeg_branch():
         hw = tf.io.extract_jpeg_shape(raw)[:2]
         window = _window(hw, geo_seed, training=training, aug=aug, crop_fraction=crop_fraction)
-        return _resize(_decode_jpeg_window(raw, window, image_size, fast), image_size)
+        crop = _decode_jpeg_window(raw, window, image_size, fast)
+        return _resize(_flips(crop, seeds, aug), image_size)
 
     def other_branch():
         img = decode_image(raw)
         window = _window(tf.shape(img)[:2], geo_seed, training=training, aug=aug, crop_fraction=crop_fraction)
-        return _resize(_crop(img, window), image_size)
+        return _resize(_flips(_crop(img, window), seeds, aug), image_size)
 
     img = tf.cond(is_jpeg(raw), jpeg_branch, other_branch)
-    return _finish(img, rest_seed, training=training, aug=aug, size=image_size)
+    return _finish(img, seeds, training=training, aug=aug, size=image_size, clip=False)
 
 
 def preprocess_decoded(image, seed, *, training: bool, aug: AugmentConfig | None, image_size: int,
                        crop_fraction: float) -> tf.Tensor:
     """Decoded image [H, W, C] (C = 1 or 3, uint8 or float in [0, 255]) -> float32 [image_size, image_size, 3]."""
     image = to_rgb(image)
-    geo_seed, rest_seed = _split_seeds(seed, 2)
-    window = _window(tf.shape(image)[:2], geo_seed, training=training, aug=aug, crop_fraction=crop_fraction)
-    img = _resize(_crop(image, window), image_size)
-    return _finish(img, rest_seed, training=training, aug=aug, size=image_size)
+    seeds = _split_seeds(seed, 9)
+    aug = aug if training else None
+    window = _window(tf.shape(image)[:2], seeds[8], training=training, aug=aug, crop_fraction=crop_fraction)
+    img = _resize(_flips(_crop(image, window), seeds, aug), image_size, skip_same=True)
+    return _finish(img, seeds, training=training, aug=aug, size=image_size, clip=image.dtype != tf.uint8)
 
 
 def to_rgb(image):

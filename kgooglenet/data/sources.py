@@ -359,15 +359,20 @@ def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool
     if pipes > 1 and not sharded:
         ds = ds.shard(pipes, pipe_id)
     autotune = config.num_parallel_calls or tf.data.AUTOTUNE
-    if read_files:
-        ds = ds.map(lambda f, y: (tf.io.read_file(f), y), num_parallel_calls=autotune)
-    if config.cache and split.encoded:
-        ds = ds.cache()
+    cache = config.cache and split.encoded
+
+    def read(d):
+        return d.map(lambda f, y: (tf.io.read_file(f), y), num_parallel_calls=autotune) if read_files else d
+
+    if cache:  # cache the encoded bytes, shuffle after
+        ds = read(ds).cache()
     if training:
         ds = ds.shuffle(max(1, min(config.shuffle_buffer, split.size)), seed=config.seed,
                         reshuffle_each_iteration=True)
         if config.repeat:
             ds = ds.repeat()
+    if not cache:  # shuffle file names, not file contents
+        ds = read(ds)
 
     image_size = config.image_size
     crop_fraction = aug_ops.eval_crop_fraction(config.crop_fraction, image_size)
@@ -418,6 +423,8 @@ def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool
     options.deterministic = config.seed is not None or not training
     options.experimental_optimization.map_parallelization = True
     options.experimental_optimization.parallel_batch = True
+    # one thread per op: parallelism comes from parallel map calls, not from splitting each resize
+    options.threading.max_intra_op_parallelism = 1
     if input_context is None:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.with_options(options)
