@@ -28,10 +28,8 @@ from kgooglenet.tune import (
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = [  # keep the output short: Keras' note on tf.data shuffling, the GP's fit on 2-4 points
-    pytest.mark.filterwarnings("ignore:.*shuffle=True.*:UserWarning"),
-    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
-]
+# keep the output short: the Gaussian process fitted on 2-4 points warns about its length scale
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 def base_config(tmp_path, **overrides):

@@ -147,6 +147,7 @@ class GoogLeNetHyperModel(kt.HyperModel):
             validation_steps=config.validation_steps,
             callbacks=callbacks,
             verbose=self.verbose if verbose is None else verbose,
+            shuffle=False,  # the tf.data pipeline shuffles
         )
         losses = history.history.get("loss", [])
         if guard.fired_at is not None or not losses or not all(math.isfinite(v) for v in losses):
