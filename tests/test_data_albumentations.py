@@ -40,6 +40,7 @@ def test_build_compose_from_dict_and_yaml(tmp_path):
     ([{"OneOf": {"transforms": [{"Nope": {}}]}}], r"OneOf\[0\]: unknown transform 'Nope'"),
     ([{"HorizontalFlip": 0.5}], "arguments of 'HorizontalFlip' must be a dict"),
     ({"transform": []}, "'transforms' key"),
+    ([{"HorizontalFlip": {}}, {"Normalize": {}}], r"transforms\[1\]: Normalize is not allowed.*mean=..., std="),
 ])
 def test_spec_errors_name_the_transform(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -101,9 +101,12 @@ def test_arrays_source_and_normalization():
     assert xb.shape == (8, 16, 16, 3)
     aug = AugmentConfig.none()
     aug.mean, aug.std = (127.5, 127.5, 127.5), (127.5, 127.5, 127.5)
-    xn, _ = _first(make_dataset(DataConfig(source="arrays", train_arrays=(x, y), image_size=16, batch_size=8,
-                                           seed=0, augment=aug)))[0]
-    assert -1.0 <= xn.min() and xn.max() <= 1.0 and xn.min() < -0.5
+    bn = make_datasets(DataConfig(source="arrays", train_arrays=(x, y), image_size=16, batch_size=8, seed=0,
+                                  augment=aug))
+    for ds in (bn.train, bn.val):  # normalization is opt-in and applies to both splits
+        xn, _ = _first(ds)[0]
+        assert -1.0 <= xn.min() and xn.max() <= 1.0 and xn.min() < -0.5
+    np.testing.assert_allclose(_first(bn.val)[0][0], (xb - 127.5) / 127.5, atol=1e-5)
     with pytest.raises(ValueError, match="train_arrays"):
         make_datasets(DataConfig(source="arrays"))
     with pytest.raises(ValueError, match="class_names"):

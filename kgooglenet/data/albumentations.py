@@ -20,6 +20,12 @@ import tensorflow as tf
 
 from kgooglenet.data.config import AlbumentationsSpec
 
+_REFUSED = {
+    "Normalize": "kgooglenet models normalize inside themselves and validation batches do not go through the "
+                 "spec; set AlbumentationsSpec(mean=..., std=...) to normalize train and val in the pipeline",
+    "ToTensorV2": "tf.data batches stay NHWC float32; there is nothing to convert",
+    "ToTensor": "tf.data batches stay NHWC float32; there is nothing to convert",
+}
 _COMPOSITIONS = ("Compose", "OneOf", "SomeOf", "Sequential", "OneOrOther", "SelectiveChannelTransform")
 
 
@@ -61,6 +67,8 @@ def _build(item, where: str, strict: bool = True):
                                                                   else A.BaseCompose):
         raise ValueError(f"albumentations spec {where}: unknown transform {name!r} "
                          f"(albumentations {A.__version__} has no such transform class)")
+    if name in _REFUSED:
+        raise ValueError(f"albumentations spec {where}: {name} is not allowed here: {_REFUSED[name]}")
     kwargs = _tuplify(kwargs)
     if name in _COMPOSITIONS:
         children = kwargs.pop("transforms", None)

@@ -65,6 +65,8 @@ def resolve_augment(augment, source: str, image_size: int) -> AugmentConfig | Al
                          f"got {type(augment).__name__}: {augment!r}")
     if isinstance(out, AugmentConfig):
         _check_augment(out)
+    if out is not None and (out.mean is None) != (out.std is None):
+        raise ValueError(f"{type(out).__name__}.mean and std go together, got mean={out.mean}, std={out.std}")
     return out
 
 

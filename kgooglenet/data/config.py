@@ -8,6 +8,7 @@ pipeline run inside tf.data. `DatasetBundle` is what `kgooglenet.data.make_datas
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ class AugmentConfig:
     mixup_alpha: float = 0.0                   # > 0 enables mixup with Beta(alpha, alpha); labels become float32 one-hot
     cutmix_alpha: float = 0.0                  # > 0 enables cutmix with Beta(alpha, alpha); labels become float32 one-hot
     mix_prob: float = 1.0                      # probability that a batch is mixed at all (when mixup or cutmix is on; if both are on each mixed batch picks one at random)
-    mean: tuple[float, float, float] | None = None  # opt-in normalization in the pipeline: (x - mean) / std, RGB on the [0,255] scale; None = yield raw [0,255]
+    mean: tuple[float, float, float] | None = None  # opt-in normalization of train AND val batches: (x - mean) / std, RGB on the [0,255] scale; None = yield raw [0,255]
     std: tuple[float, float, float] | None = None   # std for the opt-in normalization (required with mean)
     fast_jpeg: bool = True                     # decode only the crop window of JPEGs (decode_and_crop_jpeg) and use reduced-DCT decoding when the crop is much larger than needed
 
@@ -93,6 +94,8 @@ class AlbumentationsSpec:
     through the Compose under `tf.numpy_function` (which holds the GIL: slower than the native path),
     is resized to image_size if the spec did not already produce it, and gets its static shape back.
     Each element is seeded from `DataConfig.seed` and its position, so the same seed gives the same batches.
+    `Normalize` and `ToTensorV2` are refused: the model normalizes inside itself, validation batches never
+    go through the spec, and tf.data wants HWC; use `mean`/`std` here for pipeline normalization instead.
 
     Example:
     ```python
@@ -110,6 +113,8 @@ class AlbumentationsSpec:
     mixup_alpha: float = 0.0                        # batch-level mixup after albumentations (labels become one-hot)
     cutmix_alpha: float = 0.0                       # batch-level cutmix after albumentations (labels become one-hot)
     mix_prob: float = 1.0                           # probability that a batch is mixed at all
+    mean: tuple[float, float, float] | None = None  # opt-in normalization of train AND val batches: (x - mean) / std on the [0,255] scale; None = raw [0,255]
+    std: tuple[float, float, float] | None = None   # std for the opt-in normalization (required with mean)
 
     @property
     def mixes(self) -> bool:
@@ -180,6 +185,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"DataConfig.source must be one of {SOURCES}, got {self.source!r}")
+        for name in ("path", "data_dir", "manual_dir"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if isinstance(value, str):
+                setattr(self, name, os.path.expanduser(value))
         if self.image_size is None:
             self.image_size = 32 if self.source == "digits" else 224
         if self.image_size <= 0:

@@ -35,6 +35,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -354,7 +355,8 @@ def prepare_folder(src_dir: str, out_dir: str, *, val_split: float = 0.2, size: 
                                                          desc="prepare") as bar:
         for split, name, idx in todo:
             items = [(files[i], rel[i]) for i in idx]
-            results = pool.map(lambda it: _process(it, size or None, center_crop, quality, split == "train"), items)
+            results = pool.map(_process, items, repeat(size or None), repeat(center_crop), repeat(quality),
+                               repeat(split == "train"))
             rows, bad = [], []
             ssum, ssq, npx = np.zeros(3), np.zeros(3), 0
             path = os.path.join(out_dir, name)

@@ -137,7 +137,7 @@ class _Split:
     ds: tf.data.Dataset | None = None  # unbatched (x, label); built lazily by `make(input_context)`
     size: int = 0                      # examples in the whole split
     encoded: bool = True               # x is encoded bytes (else an image tensor)
-    make: object = None                # callable(input_context) -> (dataset, already_sharded: bool)
+    make: object = None                # callable(input_context, training) -> (dataset, already_sharded: bool)
     may_fail: bool = False             # decoding may fail (raw folders): ignore_errors applies
 
 
@@ -153,7 +153,7 @@ class _Source:
 
 
 def _in_memory_split(x: np.ndarray, y: np.ndarray) -> _Split:
-    def make(ctx):
+    def make(ctx, training):
         return tf.data.Dataset.from_tensor_slices((x, y)), False
 
     return _Split(size=len(y), encoded=False, make=make)
@@ -198,7 +198,7 @@ def _arrays_source(config: DataConfig) -> _Source:
 def _file_split(files: list[str], labels: np.ndarray) -> _Split:
     files = np.asarray(files)
 
-    def make(ctx):
+    def make(ctx, training):
         ds = tf.data.Dataset.from_tensor_slices((files, labels))
         return ds, False
 
@@ -222,12 +222,14 @@ def _tfrecord_source(config: DataConfig) -> _Source:
         if not files:
             return None
 
-        def make(ctx):
+        def make(ctx, training):
             fds = tf.data.Dataset.from_tensor_slices(np.asarray(files))
             sharded = False
             if ctx is not None and ctx.num_input_pipelines > 1 and len(files) >= ctx.num_input_pipelines:
                 fds = fds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
                 sharded = True
+            if training:  # a new shard order every epoch (seeded), on top of the example shuffle buffer
+                fds = fds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
             ds = fds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             return ds.map(prepare.parse_example, num_parallel_calls=tf.data.AUTOTUNE), sharded
@@ -307,7 +309,7 @@ def _tfds_source(config: DataConfig) -> _Source:
         except Exception as e:
             raise ValueError(f"TFDS dataset {config.name!r} has no split {name!r}; it has {list(info.splits)}") from e
 
-        def make(ctx):
+        def make(ctx, training):
             shards = 0
             try:
                 shards = int(info.splits[name].num_shards)
@@ -351,8 +353,8 @@ def _seed_stream(seed: int | None, pipeline_id: int) -> tf.data.Dataset:
 
 
 def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool, augment,
-           input_context, read_files: bool) -> tf.data.Dataset:
-    ds, sharded = split.make(input_context)
+           input_context, read_files: bool, normalization: tuple | None) -> tf.data.Dataset:
+    ds, sharded = split.make(input_context, training)
     pipes = input_context.num_input_pipelines if input_context is not None else 1
     pipe_id = input_context.input_pipeline_id if input_context is not None else 0
     batch = input_context.get_per_replica_batch_size(config.batch_size) if input_context else config.batch_size
@@ -415,9 +417,9 @@ def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool
                                      mixup_alpha=augment.mixup_alpha, cutmix_alpha=augment.cutmix_alpha,
                                      mix_prob=augment.mix_prob)
         ds = ds.map(mix, num_parallel_calls=autotune)
-    norm = augment if isinstance(augment, AugmentConfig) else None
-    if norm is not None and norm.mean is not None:
-        ds = ds.map(lambda x, y: (aug_ops.normalize(x, norm.mean, norm.std), y), num_parallel_calls=autotune)
+    if normalization is not None:  # opt-in, train and val alike
+        mean, std = normalization
+        ds = ds.map(lambda x, y: (aug_ops.normalize(x, mean, std), y), num_parallel_calls=autotune)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = config.seed is not None or not training
@@ -425,8 +427,6 @@ def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool
     options.experimental_optimization.parallel_batch = True
     # one thread per op: parallelism comes from parallel map calls, not from splitting each resize
     options.threading.max_intra_op_parallelism = 1
-    if input_context is None:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.with_options(options)
 
 
@@ -445,8 +445,12 @@ def _build_split(source, augment, config, split: str, training: bool | None, inp
     if s is None:
         return None
     training = (split == "train") if training is None else training
+    normalization = None
+    if augment is not None and getattr(augment, "mean", None) is not None:
+        normalization = (tuple(augment.mean), tuple(augment.std))
     return _build(s, source, config, training=training, augment=augment if training else None,
-                  input_context=input_context, read_files=source.extra.get("read_files", False))
+                  input_context=input_context, read_files=source.extra.get("read_files", False),
+                  normalization=normalization)
 
 
 def make_dataset(config: DataConfig, split: str = "train", *, training: bool | None = None,
