@@ -144,3 +144,16 @@ def test_training_reads_the_shards(prepared):
                   jit_compile=False)
     hist = model.fit(b.train.take(1), epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0]) and 0 <= hist.history["accuracy"][0] <= 1
+
+
+def test_module_shim(tmp_path):
+    import subprocess
+    import sys
+
+    src = make_image_folder(tmp_path / "src", classes=2, per_class=3, size=(20, 30))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "kgooglenet.prepare", src, str(out), "--size", "16", "--center-crop",
+                           "--val-split", "0.34", "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 classes, 4 train / 2 val images" in proc.stdout
+    assert len(_rows(out / "train.csv")) == 4 and (out / "rgb_stats.json").exists()

@@ -179,3 +179,15 @@ def test_distribute_datasets_from_function():
     dist = strategy.distribute_datasets_from_function(lambda ctx: make_datasets(cfg, ctx).train)
     x, y = next(iter(dist))
     assert x.shape == (16, 32, 32, 3) and y.shape == (16,)
+
+
+def test_cache_keeps_encoded_files_and_epochs(tmp_path):
+    root = make_image_folder(tmp_path / "imgs", classes=2, per_class=5)
+    cfg = DataConfig(source="folder", path=root, image_size=16, batch_size=2, seed=0, cache=True, val_split=0.2)
+    b = make_datasets(cfg)
+    first = [y.numpy() for _, y in b.train]
+    for f in (tmp_path / "imgs").rglob("*.jpg"):
+        f.unlink()  # served from the cache now
+    second = [y.numpy() for _, y in b.train]
+    assert len(first) == len(second) == 4
+    assert sorted(np.concatenate(first).tolist()) == sorted(np.concatenate(second).tolist()) == [0] * 4 + [1] * 4
