@@ -12,13 +12,17 @@ model.fit(bundle.train, validation_data=bundle.val, epochs=10)
 ```
 """
 
+from kgooglenet.data.albumentations import build_compose
+from kgooglenet.data.augment import mix_batch
 from kgooglenet.data.config import AUTO, AlbumentationsSpec, AugmentConfig, DataConfig, DatasetBundle
+from kgooglenet.data.prepare import PrepareReport, prepare_folder, read_prepared
 from kgooglenet.data.sources import (
     list_image_folder,
     load_digits_arrays,
     make_dataset,
     make_datasets,
     stratified_split,
+    tfds_builder,
 )
 
 __all__ = [
@@ -27,9 +31,15 @@ __all__ = [
     "AugmentConfig",
     "DataConfig",
     "DatasetBundle",
+    "PrepareReport",
+    "build_compose",
     "list_image_folder",
     "load_digits_arrays",
     "make_dataset",
     "make_datasets",
+    "mix_batch",
+    "prepare_folder",
+    "read_prepared",
     "stratified_split",
+    "tfds_builder",
 ]
