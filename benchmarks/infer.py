@@ -1,0 +1,253 @@
+"""Inference throughput of GoogLeNet at batch 32, 224x224, float32 and bfloat16, for every export path, next to
+torchvision's googlenet (channels_last) and ONNX Runtime running torchvision's ONNX export, in the same run.
+
+Run:
+    python benchmarks/infer.py                      # about 3-4 minutes on 2 cores
+    python benchmarks/infer.py --rounds 9 --json infer.json
+
+Paths (same architecture: kgooglenet's "bn" variant = torchvision's googlenet, random weights: speed does not depend
+on their values):
+  keras            the Keras model itself (`model.predict_on_batch`), float32; bfloat16 = the model cloned with the
+                   "bfloat16" dtype policy (BatchNorm kept)
+  savedmodel-plain `model.export()` as Keras writes it, served through `tf.saved_model.load` (the baseline)
+  savedmodel       `kgooglenet.export.export_savedmodel` (BatchNorm folded into the convs; dtype float32 or
+                   bfloat16), its "serving_default" signature
+  onnx             `export_onnx` (tf2onnx of the folded model) run by ONNX Runtime (float32 only: ORT's CPU
+                   provider has no bfloat16 convolutions)
+  tflite           `export_tflite` run by the TFLite interpreter with XNNPACK, 2 threads (float32 only)
+  torch            torchvision googlenet, channels_last, `torch.inference_mode`; bfloat16 via `torch.autocast`
+                   (in a subprocess: torch and TensorFlow do not share a process here)
+  ort-torchvision  ONNX Runtime on `torch.onnx.export` of torchvision's googlenet: the reference (1.00x)
+
+Method: every path gets warm-up calls, then `--rounds` rounds; in each round every in-process path times one batch
+right after ONNX Runtime times one, and "vs ORT" is the median over rounds of these paired ratios (robust when other
+work on the machine comes and goes); "img/s" is the median, "best" the fastest round. The torch rows come from a
+subprocess that runs its own rounds after ours, their ratio is to ORT's median (compare with care on a busy machine).
+Both models have He-normal convolutions, so no activations underflow to (slow) denormals on either side. Targets on this CPU: the fastest float32 path >= 1.0x ONNX
+Runtime float32, bfloat16 >= 1.5x it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TORCH_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+import torch, torchvision
+batch, size, rounds, onnx_path, threads = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+torch.set_num_threads(threads)
+torch.set_flush_denormal(True)
+torch.manual_seed(0)
+model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).eval()
+# He-normal convs like the Keras model's: torchvision's 0.01-std init shrinks activations into float32 denormals,
+# which are very slow on CPUs without flush-to-zero (ONNX Runtime's default), so neither side would be measured fairly.
+for m in model.modules():
+    if isinstance(m, torch.nn.Conv2d):
+        torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+x = torch.randn(batch, 3, size, size)
+import warnings
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    torch.onnx.export(model, x[:1], onnx_path, dynamo=False, input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+model = model.to(memory_format=torch.channels_last)
+xc = x.to(memory_format=torch.channels_last)
+out = {}
+with torch.inference_mode():
+    for name, ctx in (("float32", None), ("bfloat16", torch.autocast("cpu", dtype=torch.bfloat16))):
+        def run():
+            if ctx is None:
+                return model(xc)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(xc)
+        run(); run()
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
+        out[name] = sorted(batch / t for t in times)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+
+
+def run_torch(batch, size, rounds, onnx_path, threads):
+    """torchvision's googlenet in a subprocess: writes its ONNX export and returns {dtype: [img/s per round]}."""
+    proc = subprocess.run([sys.executable, "-c", TORCH_SCRIPT, str(batch), str(size), str(rounds), onnx_path,
+                           str(threads)], capture_output=True, text=True, timeout=900)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"torch benchmark failed:\n{proc.stderr[-3000:]}")
+
+
+def build_paths(args, workdir):
+    """{(path, dtype): callable running one batch}, plus notes on paths that could not be built."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kgooglenet import GoogLeNet
+    from kgooglenet.export import (
+        export_onnx,
+        export_savedmodel,
+        export_tflite,
+        onnx_runner,
+        optimize_for_inference,
+        tflite_runner,
+    )
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32")
+    xt = tf.constant(x)
+    model = GoogLeNet("bn", input_shape=(args.size, args.size, 3))
+    paths, notes = {}, []
+
+    def timed(label, fn):
+        t = time.perf_counter()
+        fn()
+        print(f"  built {label} in {time.perf_counter() - t:.0f}s", flush=True)
+
+    paths[("keras", "float32")] = lambda: model.predict_on_batch(x)
+    keras_bf16 = optimize_for_inference(model, dtype="bfloat16", fold_batch_norm=False)
+    paths[("keras", "bfloat16")] = lambda: keras_bf16.predict_on_batch(x)
+
+    plain_dir = os.path.join(workdir, "plain")
+    timed("savedmodel-plain", lambda: model.export(plain_dir, verbose=False))
+    plain = tf.saved_model.load(plain_dir).signatures["serving_default"]
+    paths[("savedmodel-plain", "float32")] = lambda: list(plain(xt).values())[0].numpy()
+
+    for dtype in ("float32", "bfloat16"):
+        holder = {}
+        timed(f"savedmodel {dtype}", lambda: holder.setdefault(
+            "p", export_savedmodel(model, workdir, name=f"googlenet_{dtype}", dtype=dtype, verify=True)))
+        sig = tf.saved_model.load(holder["p"]).signatures["serving_default"]
+        paths[("savedmodel", dtype)] = (lambda s: lambda: s(image=xt)["probabilities"].numpy())(sig)
+
+    try:
+        onnx_path = os.path.join(workdir, "googlenet.onnx")
+        timed("onnx", lambda: export_onnx(model, onnx_path))
+        ours = onnx_runner(onnx_path, num_threads=args.threads)
+        paths[("onnx", "float32")] = lambda: ours(x)
+    except ImportError as e:
+        notes.append(f"onnx: skipped ({e})")
+    tfl_path = os.path.join(workdir, "googlenet.tflite")
+    timed("tflite", lambda: export_tflite(model, tfl_path))
+    tfl = tflite_runner(tfl_path, batch_size=args.batch, num_threads=args.threads)
+    paths[("tflite", "float32")] = lambda: tfl(x)
+    return paths, notes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=5, help="timed batches per path (median reported)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for ORT, TFLite and torch")
+    parser.add_argument("--no-torch", action="store_true", help="skip the torch subprocess (needs an ONNX file)")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as workdir:
+        tv_onnx = os.path.join(workdir, "torchvision_googlenet.onnx")
+        torch_rates = {}
+        if not args.no_torch:
+            print("torch: exporting torchvision googlenet to ONNX ...", flush=True)
+            torch_rates = run_torch(args.batch, args.size, 1, tv_onnx, args.threads)  # warm the file cache, export
+        import numpy as np
+
+        print("building the export paths ...", flush=True)
+        paths, notes = build_paths(args, workdir)
+        try:
+            from kgooglenet.export import onnx_runner
+
+            ort_tv = onnx_runner(tv_onnx, num_threads=args.threads)
+            xn = np.random.default_rng(1).standard_normal((args.batch, 3, args.size, args.size)).astype("float32")
+            paths[("ort-torchvision", "float32")] = lambda: ort_tv(xn)
+        except Exception as e:  # onnxruntime missing or no torch export
+            notes.append(f"ort-torchvision: skipped ({type(e).__name__}: {e})")
+        print("warming up ...", flush=True)
+        for fn in paths.values():
+            fn()
+            fn()
+        rates = {key: [] for key in paths}
+        paired = {key: [] for key in paths}
+        ref_key = ("ort-torchvision", "float32")
+
+        def rate(fn):
+            t = time.perf_counter()
+            fn()
+            return args.batch / (time.perf_counter() - t)
+
+        for r in range(args.rounds):
+            for key, fn in paths.items():
+                if key == ref_key:
+                    continue
+                if ref_key in paths:
+                    ref_rate = rate(paths[ref_key])
+                    rates[ref_key].append(ref_rate)
+                rates[key].append(rate(fn))
+                if ref_key in paths:
+                    paired[key].append(rates[key][-1] / ref_rate)
+            print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
+                f"{k[0]}/{k[1][:4]} {v[-1]:.1f}" for k, v in rates.items() if v), flush=True)
+        if not args.no_torch:
+            torch_rates = run_torch(args.batch, args.size, args.rounds, tv_onnx, args.threads)
+            for dtype, values in torch_rates.items():
+                rates[("torch", dtype)] = values
+
+    medians = {k: _median(v) for k, v in rates.items()}
+    ref = medians.get(("ort-torchvision", "float32"))
+    ratios = {k: _median(v) for k, v in paired.items() if v}
+    if ref:
+        ratios.update({k: medians[k] / ref for k in medians if k not in ratios})
+    order = ["keras", "savedmodel-plain", "savedmodel", "onnx", "tflite", "torch", "ort-torchvision"]
+    print(f"\nGoogLeNet (bn) inference, batch {args.batch}, {args.size}x{args.size}, {os.cpu_count()} CPU cores, "
+          f"median of {args.rounds} rounds")
+    header = f"{'path':18s} {'dtype':9s} {'img/s':>8s} {'best':>8s} {'vs ORT fp32':>12s}"
+    print(header)
+    print("-" * len(header))
+    for name in order:
+        for dtype in ("float32", "bfloat16"):
+            key = (name, dtype)
+            if key not in medians:
+                continue
+            ratio = f"{ratios[key]:.2f}x" if key in ratios else "-"
+            print(f"{name:18s} {dtype:9s} {medians[key]:8.1f} {max(rates[key]):8.1f} {ratio:>12s}")
+    for note in notes:
+        print("note:", note)
+    ours = [k for k in medians if k[0] not in ("torch", "ort-torchvision")]
+    summary = {}
+    if ref:
+        for dtype, target in (("float32", 1.0), ("bfloat16", 1.5)):
+            cands = [k for k in ours if k[1] == dtype]
+            if cands:
+                best = max(cands, key=lambda k: ratios[k])
+                ratio = ratios[best]
+                summary[dtype] = {"path": best[0], "img_s": medians[best], "ratio": ratio, "target": target}
+                print(f"fastest {dtype}: {best[0]} {medians[best]:.1f} img/s = {ratio:.2f}x ORT float32 "
+                      f"(target >= {target:.1f}x: {'met' if ratio >= target else 'NOT met'})")
+    print(f"total time {time.perf_counter() - start:.0f}s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "rates": {f"{k[0]}/{k[1]}": v for k, v in rates.items()},
+                       "medians": {f"{k[0]}/{k[1]}": v for k, v in medians.items()},
+                       "ratios": {f"{k[0]}/{k[1]}": v for k, v in ratios.items()}, "summary": summary,
+                       "notes": notes}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
