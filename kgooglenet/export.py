@@ -43,22 +43,28 @@ _KEEP_FLOAT32 = ("preprocess", "predictions", "aux1", "aux2")
 # ----------------------------------------------------------------------------------------------------------------
 # inference graph: BatchNorm folding and reduced precision
 # ----------------------------------------------------------------------------------------------------------------
+def _folded(block):
+    """(kernel, bias) float32 of a ConvBlock with its BatchNorm folded in."""
+    kernel = keras.ops.convert_to_numpy(block.conv.kernel).astype(np.float64)
+    bias = np.zeros(kernel.shape[-1]) if block.conv.bias is None else \
+        keras.ops.convert_to_numpy(block.conv.bias).astype(np.float64)
+    if block.bn is not None:
+        bn = block.bn
+        gamma = keras.ops.convert_to_numpy(bn.gamma).astype(np.float64) if bn.scale else 1.0
+        beta = keras.ops.convert_to_numpy(bn.beta).astype(np.float64) if bn.center else 0.0
+        mean = keras.ops.convert_to_numpy(bn.moving_mean).astype(np.float64)
+        var = keras.ops.convert_to_numpy(bn.moving_variance).astype(np.float64)
+        scale = gamma / np.sqrt(var + bn.epsilon)
+        kernel = kernel * scale
+        bias = beta + (bias - mean) * scale
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
 def _fold_conv_block(src, dst):
     """Copies a ConvBlock's weights into `dst` (a ConvBlock without BatchNorm), folding `src`'s BatchNorm."""
-    kernel = keras.ops.convert_to_numpy(src.conv.kernel).astype(np.float64)
-    if src.bn is None:
-        dst.conv.kernel.assign(kernel.astype(np.float32))
-        dst.conv.bias.assign(keras.ops.convert_to_numpy(src.conv.bias))
-        return
-    bn = src.bn
-    gamma = keras.ops.convert_to_numpy(bn.gamma).astype(np.float64) if bn.scale else 1.0
-    beta = keras.ops.convert_to_numpy(bn.beta).astype(np.float64) if bn.center else 0.0
-    mean = keras.ops.convert_to_numpy(bn.moving_mean).astype(np.float64)
-    var = keras.ops.convert_to_numpy(bn.moving_variance).astype(np.float64)
-    scale = gamma / np.sqrt(var + bn.epsilon)
-    bias = (0.0 if src.conv.bias is None else keras.ops.convert_to_numpy(src.conv.bias)) - mean
-    dst.conv.kernel.assign((kernel * scale).astype(np.float32))
-    dst.conv.bias.assign((beta + bias * scale).astype(np.float32))
+    kernel, bias = _folded(src)
+    dst.conv.kernel.assign(kernel)
+    dst.conv.bias.assign(bias)
 
 
 def _copy_weights(src, dst, fold: bool):
@@ -108,8 +114,8 @@ def optimize_for_inference(model, dtype="float32", fold_batch_norm=True):
         config = layer.get_config()
         if fold_batch_norm and config.get("batch_norm"):
             config["batch_norm"] = False
-        if dtype != "float32" and layer.name not in _KEEP_FLOAT32:
-            config["dtype"] = dtype
+        # every layer gets an explicit policy, so a model trained under mixed precision serves in `dtype`
+        config["dtype"] = "float32" if layer.name in _KEEP_FLOAT32 else dtype
         return layer.__class__.from_config(config)
 
     clone = keras.models.clone_model(model, clone_function=clone_layer)
@@ -294,7 +300,7 @@ def export_savedmodel(
         x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
         loaded = tf.saved_model.load(path)
         got = loaded.signatures[SIGNATURE_FLOAT](image=tf.constant(x))["probabilities"].numpy()
-        _check_close(got, source(x, training=False), dtype, f"SavedModel {path}")
+        _check_close(got, source(x, training=False), dtype, f"SavedModel {path}", source)
     return path
 
 
@@ -303,7 +309,15 @@ def tolerance(dtype) -> float:
     return {"float32": 1e-4, "bfloat16": 3e-2, "float16": 5e-3}.get(dtype, 1e-4)
 
 
-def _check_close(got, expected, dtype, what):
+def _reduced_precision(model):
+    """The lowest compute dtype among `model`'s layers ("bfloat16"/"float16" for mixed-precision models)."""
+    dtypes = {getattr(layer, "compute_dtype", "float32") for layer in model.layers}
+    return "bfloat16" if "bfloat16" in dtypes else "float16" if "float16" in dtypes else "float32"
+
+
+def _check_close(got, expected, dtype, what, model=None):
+    if model is not None:
+        dtype = max(dtype, _reduced_precision(model), key=tolerance)
     expected = keras.ops.convert_to_numpy(expected["main"] if isinstance(expected, dict) else expected)
     diff = float(np.max(np.abs(np.asarray(got, np.float32) - expected)))
     if not diff <= tolerance(dtype):
@@ -328,7 +342,7 @@ def export_keras(model, path, verify=True):
         x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
         reloaded = keras.saving.load_model(path)
         _check_close(keras.ops.convert_to_numpy(reloaded(x, training=False)), source(x, training=False),
-                     "float32", path)
+                     "float32", path, source)
     return path
 
 
@@ -370,7 +384,7 @@ def export_tflite(model, path, dtype="float32", image_size=None, verify=True):
     if verify:
         x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
         run = tflite_runner(path, batch_size=2)
-        _check_close(run(x), source(x, training=False), "float16" if dtype == "float16" else "float32", path)
+        _check_close(run(x), source(x, training=False), dtype, path, source)
     return path
 
 
@@ -419,7 +433,7 @@ def export_onnx(model, path, image_size=None, opset=17, verify=True):
     tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset, output_path=path)
     if verify:
         x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
-        _check_close(onnx_runner(path)(x), source(x, training=False), "float32", path)
+        _check_close(onnx_runner(path)(x), source(x, training=False), "float32", path, source)
     return path
 
 

@@ -203,3 +203,21 @@ def test_onnx_export(model, tmp_path, inputs):
     path = export_onnx(model, str(tmp_path / "m.onnx"))
     np.testing.assert_allclose(onnx_runner(path)(images), np.asarray(model(images, training=False)["main"]),
                                atol=1e-5)
+
+
+def test_mixed_precision_model_exports_float32(tmp_path):
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        trained = GoogLeNet("cifar", num_classes=4, width=0.125, aux_heads=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert trained.get_layer("conv1").compute_dtype == "bfloat16"
+    fast = optimize_for_inference(trained)
+    assert {layer.compute_dtype for layer in fast.layers} == {"float32"}
+    path = export_savedmodel(trained, str(tmp_path), name="mixed")  # verified within bfloat16 tolerance
+    x = np.random.default_rng(5).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    probs = tf.saved_model.load(path).signatures[SIGNATURE_FLOAT](image=tf.constant(x))["probabilities"].numpy()
+    np.testing.assert_allclose(probs, np.asarray(fast(x)), atol=1e-5)
+    np.testing.assert_allclose(probs, np.asarray(trained(x, training=False)["main"]), atol=3e-2)

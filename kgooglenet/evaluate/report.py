@@ -135,7 +135,7 @@ def plot_confusion(confusion, class_names, path: str, max_classes: int = 100, to
         side = min(24.0, max(5.0, 0.22 * n + 3))
         fig, ax = plt.subplots(figsize=(side + 1.5, side))
         im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-        font = max(4.0, min(10.0, 300.0 / max(n, 1)))
+        font = max(4.0, min(10.0, 0.5 * side * 72 / max(n, 1)))  # half a matrix row, in points
         short = [s if len(s) <= 20 else s[:19] + "~" for s in names]
         ax.set_xticks(range(n), short, rotation=90, fontsize=font)
         ax.set_yticks(range(n), short, fontsize=font)
