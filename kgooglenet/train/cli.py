@@ -112,4 +112,4 @@ def print_result(result) -> None:
     if result.log_dir:
         print(f"  TensorBoard     tensorboard --logdir {result.log_dir}")
     for name, path in sorted(result.plots.items()):
-        print(f"  plot {name:<11}{path}")
+        print(f"  plot {name:<14}{path}")

@@ -9,6 +9,7 @@ distinct multiplier, each with the schedule times its multiplier, so `lr_mult` m
 from __future__ import annotations
 
 import re
+import warnings
 
 import keras
 from keras import ops
@@ -126,10 +127,10 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int, multiplier: float =
         return lr * multiplier
     total = steps_per_epoch * config.epochs
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
-    if warmup >= total:
-        raise ValueError(
-            f"TrainConfig.warmup_epochs={config.warmup_epochs!r} covers the whole run of {config.epochs} epochs"
-        )
+    if warmup >= total:  # a short run (e.g. a smoke test of a long recipe): warm up over its first half
+        warnings.warn(f"TrainConfig.warmup_epochs={config.warmup_epochs!r} covers the whole run of {config.epochs} "
+                      f"epochs: warming up over the first half instead", stacklevel=2)
+        warmup = total // 2
     decay_steps = total - warmup
     schedules = keras.optimizers.schedules
     if config.schedule == "constant":
