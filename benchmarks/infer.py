@@ -78,6 +78,19 @@ print("RESULT " + json.dumps(out))
 """
 
 
+def _cpu_seconds():
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its children) - Linux only."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / ticks  # all but idle and iowait
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
 def _median(values):
     values = sorted(values)
     n = len(values)
@@ -191,6 +204,7 @@ def main(argv=None):
             fn()
             return args.batch / (time.perf_counter() - t)
 
+        cpu_start, wall_start = _cpu_seconds(), time.perf_counter()
         for r in range(args.rounds):
             for key, fn in paths.items():
                 if key == ref_key:
@@ -203,6 +217,10 @@ def main(argv=None):
                     paired[key].append(rates[key][-1] / ref_rate)
             print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
                 f"{k[0]}/{k[1][:4]} {v[-1]:.1f}" for k, v in rates.items() if v), flush=True)
+        cpu_end, wall = _cpu_seconds(), time.perf_counter() - wall_start
+        others = None
+        if cpu_start and cpu_end:  # CPU cores used by OTHER processes while we measured
+            others = ((cpu_end[0] - cpu_start[0]) - (cpu_end[1] - cpu_start[1])) / wall
         if not args.no_torch:
             torch_rates = run_torch(args.batch, args.size, args.rounds, tv_onnx, args.threads)
             for dtype, values in torch_rates.items():
@@ -228,6 +246,10 @@ def main(argv=None):
             print(f"{name:18s} {dtype:9s} {medians[key]:8.1f} {max(rates[key]):8.1f} {ratio:>12s}")
     for note in notes:
         print("note:", note)
+    if others is not None:
+        print(f"other processes used {others:.2f} of {os.cpu_count()} CPU cores during the timed rounds"
+              + (": the machine was BUSY, absolute numbers are low and ratios unreliable (ONNX Runtime and torch "
+                 "suffer more than TensorFlow from a stolen core); rerun on an idle machine" if others > 0.2 else ""))
     ours = [k for k in medians if k[0] not in ("torch", "ort-torchvision")]
     summary = {}
     if ref:
@@ -242,7 +264,7 @@ def main(argv=None):
     print(f"total time {time.perf_counter() - start:.0f}s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rates": {f"{k[0]}/{k[1]}": v for k, v in rates.items()},
+            json.dump({"args": vars(args), "other_processes_cores": others, "rates": {f"{k[0]}/{k[1]}": v for k, v in rates.items()},
                        "medians": {f"{k[0]}/{k[1]}": v for k, v in medians.items()},
                        "ratios": {f"{k[0]}/{k[1]}": v for k, v in ratios.items()}, "summary": summary,
                        "notes": notes}, f, indent=1)

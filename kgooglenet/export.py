@@ -9,7 +9,7 @@ needs only TensorFlow:
 
     loaded = tf.saved_model.load("saved_models/googlenet_bn/1")
     out = loaded.signatures["serving_default"](image=images)          # float32 (B, 224, 224, 3) in [0, 255]
-    out = loaded.signatures["serving_bytes"](image_bytes=jpeg_bytes)  # string (B,): encoded JPEG/PNG/GIF/BMP
+    out = loaded.signatures["serving_bytes"](image_bytes=jpeg_bytes)  # string (B,): JPEG/PNG/GIF/BMP/WebP
     out["probabilities"], out["top_k_indices"], out["top_k_scores"], out["top_k_names"]
 
 Speed: by default the served model is `optimize_for_inference(model)`: BatchNorm folded into the preceding
@@ -139,7 +139,7 @@ def _model_size(model, image_size):
 
 
 def _is_image_header(data):
-    """True for the magic bytes of JPEG, PNG, GIF and BMP (the formats tf.io.decode_image reads)."""
+    """True for the magic bytes of JPEG, PNG, GIF, BMP and WebP (formats tf.io.decode_image reads)."""
     head = tf.strings.substr(data, 0, 4)
     return tf.reduce_any(
         tf.stack(
@@ -148,6 +148,7 @@ def _is_image_header(data):
                 head == b"\x89PNG",
                 head == b"GIF8",
                 tf.strings.substr(data, 0, 2) == b"BM",
+                tf.logical_and(head == b"RIFF", tf.strings.substr(data, 8, 4) == b"WEBP"),
             ]
         )
     )
@@ -155,11 +156,12 @@ def _is_image_header(data):
 
 def decode_and_crop(image_bytes, size=224):
     """Encoded image bytes (one scalar string) -> float32 (size, size, 3) RGB in [0, 255] (resize shorter side to
-    256 * size / 224, center crop). Bad bytes raise tf.errors.InvalidArgumentError naming the expected formats."""
+    256 * size / 224, center crop). Bad bytes raise tf.errors.InvalidArgumentError naming the expected formats;
+    corrupt data behind a valid header raises the decoder's own InvalidArgumentError."""
     tf.debugging.assert_equal(
         _is_image_header(image_bytes),
         True,
-        message="serving_bytes: input is not an encoded JPEG, PNG, GIF or BMP image (wrong magic bytes)",
+        message="serving_bytes: input is not an encoded JPEG, PNG, GIF, BMP or WebP image (wrong magic bytes)",
     )
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])
@@ -225,7 +227,7 @@ def export_savedmodel(
     Signatures (both return "probabilities" (B, C) float32, "top_k_scores" (B, k) float32, "top_k_indices" (B, k)
     int32 and "top_k_names" (B, k) string):
       - "serving_default": `image` float32 (B, S, S, 3), RGB in [0, 255] (the model preprocesses inside);
-      - "serving_bytes": `image_bytes` string (B,), encoded JPEG/PNG/GIF/BMP images of any size, decoded, resized
+      - "serving_bytes": `image_bytes` string (B,), encoded JPEG/PNG/GIF/BMP/WebP images of any size, decoded, resized
         and center cropped inside the graph. Bad bytes raise tf.errors.InvalidArgumentError (an RPC error in TF
         Serving), the server keeps running.
     A `kgooglenet_export.json` beside the SavedModel records the class names, size, dtype and signatures.
@@ -290,7 +292,7 @@ def export_savedmodel(
         "optimized": bool(optimize),
         "signatures": {
             SIGNATURE_FLOAT: {"inputs": {"image": f"float32 [None, {size}, {size}, 3], RGB 0-255"}},
-            SIGNATURE_BYTES: {"inputs": {"image_bytes": "string [None], encoded JPEG/PNG/GIF/BMP"}},
+            SIGNATURE_BYTES: {"inputs": {"image_bytes": "string [None], encoded JPEG/PNG/GIF/BMP/WebP"}},
         },
         "outputs": ["probabilities", "top_k_scores", "top_k_indices", "top_k_names"],
     }

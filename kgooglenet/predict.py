@@ -1,7 +1,7 @@
 """Top-k predictions for image files: `python -m kgooglenet.predict IMAGE... --weights W`.
 
-Images are decoded with TensorFlow (JPEG, PNG, GIF's first frame, BMP) and, when TF cannot, with Pillow (TIFF, WebP,
-CMYK JPEGs, palette/16-bit images, ...), converted to RGB, resized (shorter side 256 for a 224 model) and center
+Images are decoded with TensorFlow (JPEG, PNG, GIF's first frame, BMP, WebP) and, when TF cannot, with Pillow (TIFF,
+CMYK JPEGs, 16-bit grayscale, ...), converted to RGB, resized (shorter side 256 for a 224 model) and center
 cropped, or averaged over 10/144 crops with --crops. A file that cannot be read gets a one-line error and the
 others are still predicted; the exit status is 1 when any file failed.
 
@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 import sys
 
 import numpy as np
@@ -40,7 +41,8 @@ class Prediction:
 
 
 def load_image(path) -> np.ndarray:
-    """Decodes an image file to RGB uint8 (H, W, 3): TensorFlow first, Pillow for the other formats.
+    """Decodes an image file to RGB uint8 (H, W, 3): TensorFlow first (JPEG, PNG, GIF, BMP, WebP), Pillow for the
+    other formats (TIFF, CMYK JPEGs, ...); EXIF orientation is applied only on the Pillow path.
 
     Raises:
         FileNotFoundError: no such file.
@@ -59,7 +61,8 @@ def load_image(path) -> np.ndarray:
         image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
         return image.numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, ValueError) as e:
-        tf_reason = " ".join(str(getattr(e, "message", e)).split())[:160]
+        message = re.sub(r"\{\{[^}]*\}\}", "", str(getattr(e, "message", e)))  # drop TF's {{function_node ...}}
+        tf_reason = " ".join(message.split())[:200]
     try:
         from PIL import Image, ImageOps
 

@@ -105,13 +105,22 @@ def test_bad_bytes_raise_and_the_model_keeps_serving(exported, inputs):
     _, path = exported
     _, _, encoded = inputs
     serve = tf.saved_model.load(path).signatures[SIGNATURE_BYTES]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="not an encoded JPEG, PNG, GIF or BMP"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not an encoded JPEG, PNG, GIF, BMP or WebP"):
         serve(image_bytes=tf.constant([encoded[0], b"garbage, not an image"]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="JPEG"):
         serve(image_bytes=tf.constant([encoded[1][:60]]))  # a truncated JPEG: valid header, broken data
     out = serve(image_bytes=tf.constant(encoded))
     assert out["probabilities"].shape == (2, 10)
     np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-5)
+    # lossless WebP of the PNG's pixels gives the PNG's probabilities
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(tf.io.decode_png(encoded[0]).numpy()).save(buf, format="WEBP", lossless=True)
+    webp = serve(image_bytes=tf.constant([buf.getvalue()]))["probabilities"].numpy()
+    np.testing.assert_allclose(webp[0], out["probabilities"].numpy()[0], atol=1e-6)
 
 
 _CLEAN_LOADER = """
