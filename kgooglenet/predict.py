@@ -143,7 +143,7 @@ def default_class_names(num_classes: int, class_names=None) -> list[str]:
 def load_model(weights, variant="bn", num_classes=None, width=1.0, image_size=None):
     """The single-output inference model for `weights`: a `.keras` file (loaded as saved), or a `.weights.h5` file
     or named weight set for `GoogLeNet(variant, num_classes, width=width, weights=weights)` (with or without aux
-    heads, whichever the file holds)."""
+    heads, whichever the file holds; a named set such as "imagenet-caffe" uses its own variant)."""
     import keras
 
     from kgooglenet.model import GoogLeNet, inference_model
@@ -153,6 +153,10 @@ def load_model(weights, variant="bn", num_classes=None, width=1.0, image_size=No
         if not os.path.isfile(path):
             raise FileNotFoundError(f"`weights`: no file at {path!r}")
         return inference_model(keras.saving.load_model(path))
+    from kgooglenet.weights.cache import NAMED_WEIGHTS
+
+    if path in NAMED_WEIGHTS:  # a named ImageNet set fixes its own variant
+        variant = NAMED_WEIGHTS[path].variant
     shape = None if image_size is None else (image_size, image_size, 3)
     kwargs = dict(variant=variant, num_classes=num_classes or 1000, width=width, input_shape=shape, weights=path)
     try:

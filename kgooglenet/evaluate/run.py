@@ -161,6 +161,8 @@ def evaluate(
         label = tf.cast(tf.argmax(label, -1) if label.shape.rank == 1 else label, tf.int32)
         if image.shape[-1] == 1:
             image = tf.image.grayscale_to_rgb(image)
+        elif image.shape[-1] == 4:  # RGBA: drop alpha
+            image = image[..., :3]
         image = tf.cast(image, tf.float32)
         if n_crops is None:
             image = tf.ensure_shape(image, [size, size, 3])[None]
