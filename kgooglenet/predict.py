@@ -153,18 +153,23 @@ def load_model(weights, variant="bn", num_classes=None, width=1.0, image_size=No
         if not os.path.isfile(path):
             raise FileNotFoundError(f"`weights`: no file at {path!r}")
         return inference_model(keras.saving.load_model(path))
-    from kgooglenet.weights.cache import NAMED_WEIGHTS
+    from kgooglenet.weights.cache import NAMED_WEIGHTS, resolve_weights
 
     if path in NAMED_WEIGHTS:  # a named ImageNet set fixes its own variant
         variant = NAMED_WEIGHTS[path].variant
     shape = None if image_size is None else (image_size, image_size, 3)
     kwargs = dict(variant=variant, num_classes=num_classes or 1000, width=width, input_shape=shape, weights=path)
+    meta = resolve_weights(path, variant).metadata or {}  # FileNotFoundError with instructions when missing
+    if "aux_heads" in meta:  # the converters' sidecar says whether the file holds the aux heads
+        if meta.get("num_classes") and num_classes is None:
+            kwargs["num_classes"] = int(meta["num_classes"])
+        return inference_model(GoogLeNet(aux_heads=bool(meta["aux_heads"]), **kwargs))
     try:
         return GoogLeNet(**kwargs)
-    except (ValueError, KeyError) as plain_error:  # the file may hold the aux heads' weights too
+    except ValueError as plain_error:  # no sidecar: the file may hold the aux heads' weights too
         try:
             return inference_model(GoogLeNet(aux_heads=True, **kwargs))
-        except (ValueError, KeyError):
+        except ValueError:
             raise plain_error from None
 
 

@@ -41,18 +41,24 @@ def imagenet_val(args):
 
 
 def imagenet_models(names):
-    """The installed named weight sets among `names` as single-output-or-aux models (missing ones are reported)."""
-    from kgooglenet import GoogLeNet
-    from kgooglenet.weights import NAMED_WEIGHTS
+    """The installed named weight sets among `names` (missing ones are reported): Caffe's with its trained aux heads,
+    torchvision's as its main classifier only."""
+    from kgooglenet import GoogLeNet, inference_model
+    from kgooglenet.weights import NAMED_WEIGHTS, resolve_weights
 
     models = {}
     for name in names:
         spec = NAMED_WEIGHTS[name]
         try:
-            aux = spec.source == "caffe"  # the Caffe file carries the trained aux heads
-            models[name] = GoogLeNet(spec.variant, aux_heads=aux, weights=name, name=name.replace("-", "_"))
+            meta = resolve_weights(name, spec.variant).metadata or {}
         except FileNotFoundError as e:
-            print(f"skipping {name}: {str(e).splitlines()[0]}")
+            print(f"skipping {name}: {str(e).splitlines()[0][:300]}")
+            continue
+        # the sidecar says whether the file holds the aux heads (trained in Caffe's, untrained in torchvision's)
+        aux = bool(meta.get("aux_heads", False)) and spec.source == "caffe"
+        model = GoogLeNet(spec.variant, aux_heads=bool(meta.get("aux_heads", False)), weights=name,
+                          name=name.replace("-", "_"))
+        models[name] = model if aux else inference_model(model)
     if not models:
         raise FileNotFoundError("no ImageNet weights installed: see `python -m kgooglenet.convert --help`")
     return models
