@@ -25,7 +25,6 @@ import sys
 
 from kgooglenet.data import DataConfig, list_image_folder
 from kgooglenet.evaluate import evaluate, image_files_dataset, results_table
-from kgooglenet.model import GoogLeNet
 
 
 def quickstart_models(run_dir="runs/quickstart"):

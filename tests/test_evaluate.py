@@ -105,9 +105,9 @@ def test_crop_scheme_arguments():
 
 @pytest.fixture(scope="module")
 def tiny():
-    keras_seed = tf.keras.utils.set_random_seed if hasattr(tf.keras.utils, "set_random_seed") else None
-    if keras_seed:
-        keras_seed(1)
+    import keras
+
+    keras.utils.set_random_seed(1)
     return GoogLeNet("cifar", num_classes=10, width=0.125)
 
 

@@ -28,7 +28,9 @@ NAMES = [f"class_{i}" for i in range(10)]
 
 @pytest.fixture(scope="module")
 def model():
-    tf.keras.utils.set_random_seed(3)
+    import keras
+
+    keras.utils.set_random_seed(3)
     m = GoogLeNet("cifar", num_classes=10, width=0.125, aux_heads=True)
     # give BatchNorm non-trivial statistics so that folding it is really tested
     for layer in m.weights:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
