@@ -152,6 +152,13 @@ class TrainConfig:
         if not isinstance(self.lr_mult, dict) or any(float(v) < 0 for v in self.lr_mult.values()):
             raise ValueError(f"TrainConfig.lr_mult must be a dict of layer name -> multiplier >= 0, got {self.lr_mult!r}")
         self.lr_mult = {str(k): float(v) for k, v in self.lr_mult.items()}
+        if (self.schedule == "plateau" and self.precision == "mixed_float16"
+                and any(v not in (0.0, 1.0) for v in self.lr_mult.values())):
+            raise ValueError(
+                "TrainConfig: schedule='plateau' with precision='mixed_float16' and lr_mult values other than 0 and 1 "
+                "is not supported (Keras' ReduceLROnPlateau cannot reach the per-multiplier optimizers through the "
+                "loss-scale optimizer); use schedule 'step', 'poly' or 'cosine', or precision 'mixed_bfloat16'"
+            )
         if self.jit_compile not in ("auto", True, False):
             raise ValueError(f"TrainConfig.jit_compile must be 'auto', True or False, got {self.jit_compile!r}")
 
