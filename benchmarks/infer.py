@@ -4,6 +4,7 @@ torchvision's googlenet (channels_last) and ONNX Runtime running torchvision's O
 Run:
     python benchmarks/infer.py                      # about 3-4 minutes on 2 cores
     python benchmarks/infer.py --rounds 9 --json infer.json
+    python benchmarks/infer.py --threads 1 --batch 8   # per-core speed: robust when other work shares the machine
 
 Paths (same architecture: kgooglenet's "bn" variant = torchvision's googlenet, random weights: speed does not depend
 on their values):
@@ -123,6 +124,10 @@ def build_paths(args, workdir):
         tflite_runner,
     )
 
+    if args.threads != os.cpu_count():  # TensorFlow too: intra-op threads, and ops one at a time on a single core
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        if args.threads == 1:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32")
     xt = tf.constant(x)
@@ -174,7 +179,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=5, help="timed batches per path (median reported)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for ORT, TFLite and torch")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads of every runtime (1 measures per-core speed, robust on a busy machine)")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch subprocess (needs an ONNX file)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
@@ -238,7 +244,7 @@ def main(argv=None):
     if ref:
         ratios.update({k: medians[k] / ref for k in medians if k not in ratios})
     order = ["keras", "savedmodel-plain", "savedmodel", "onnx", "onnx-nchw", "tflite", "torch", "ort-torchvision"]
-    print(f"\nGoogLeNet (bn) inference, batch {args.batch}, {args.size}x{args.size}, {os.cpu_count()} CPU cores, "
+    print(f"\nGoogLeNet (bn) inference, batch {args.batch}, {args.size}x{args.size}, {args.threads} thread{'s' if args.threads > 1 else ''}, "
           f"median of {args.rounds} rounds")
     header = f"{'path':18s} {'dtype':9s} {'img/s':>8s} {'best':>8s} {'vs ORT fp32':>12s}"
     print(header)
@@ -253,9 +259,11 @@ def main(argv=None):
     for note in notes:
         print("note:", note)
     if others is not None:
+        busy = others > (os.cpu_count() or 1) - args.threads + 0.2  # a core we wanted was taken
         print(f"other processes used {others:.2f} of {os.cpu_count()} CPU cores during the timed rounds"
               + (": the machine was BUSY, absolute numbers are low and ratios unreliable (ONNX Runtime and torch "
-                 "suffer more than TensorFlow from a stolen core); rerun on an idle machine" if others > 0.2 else ""))
+                 "suffer more than TensorFlow from a stolen core); rerun on an idle machine or with --threads 1"
+                 if busy else ""))
     ours = [k for k in medians if k[0] not in ("torch", "ort-torchvision")]
     summary = {}
     if ref:
