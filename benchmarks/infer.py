@@ -16,7 +16,7 @@ on their values):
   onnx             `export_onnx` (tf2onnx of the folded model) run by ONNX Runtime (float32 only: ORT's CPU
                    provider has no bfloat16 convolutions); onnx-nchw: the same with `channels_first=True` (NCHW
                    input like torchvision's export, no input transpose)
-  tflite           `export_tflite` run by the TFLite interpreter with XNNPACK, 2 threads (float32 only)
+  tflite           `export_tflite` run by the TFLite interpreter with XNNPACK, --threads threads (float32 only)
   torch            torchvision googlenet, channels_last, `torch.inference_mode`; bfloat16 via `torch.autocast`
                    (in a subprocess: torch and TensorFlow do not share a process here)
   ort-torchvision  ONNX Runtime on `torch.onnx.export` of torchvision's googlenet: the reference (1.00x)
@@ -25,8 +25,17 @@ Method: every path gets warm-up calls, then `--rounds` rounds; in each round eve
 right after ONNX Runtime times one, and "vs ORT" is the median over rounds of these paired ratios (robust when other
 work on the machine comes and goes); "img/s" is the median, "best" the fastest round. The torch rows come from a
 subprocess that runs its own rounds after ours, their ratio is to ORT's median (compare with care on a busy machine).
-Both models have He-normal convolutions, so no activations underflow to (slow) denormals on either side. Targets on this CPU: the fastest float32 path >= 1.0x ONNX
-Runtime float32, bfloat16 >= 1.5x it.
+Both models have He-normal convolutions, so no activations underflow to (slow) denormals on either side.
+Targets on this CPU: the fastest float32 path >= 1.0x ONNX Runtime float32, bfloat16 >= 1.5x it.
+
+Measured (2-core AMD EPYC with AVX512-BF16, TF 2.21, ORT 1.31, torch 2.14):
+  idle machine, 2 threads, batch 32:  ORT-torchvision 70.7 img/s; model.export 55.7 (0.79x); savedmodel float32
+      60.6 (0.87x); savedmodel bfloat16 106.8 (1.51x)
+  per core (--threads 1 --batch 8):   ORT-torchvision 36.3 img/s; keras 0.87x / bf16 1.44x; savedmodel-plain 0.87x;
+      savedmodel 0.94x / bf16 1.77x; onnx 0.97x; onnx-nchw 1.00x; tflite 0.85x; torch 0.69x / bf16 1.43x
+So bfloat16 meets its target; in float32 only ONNX Runtime on our NCHW export matches ONNX Runtime on torchvision's
+(the TensorFlow runtimes reach 0.87-0.94x: oneDNN's float32 convolutions, 83% of the time, are what is slower).
+A busy machine (other processes on a core) halves every number and favours TensorFlow: see the printed CPU use.
 """
 
 from __future__ import annotations
