@@ -24,10 +24,35 @@ import subprocess
 import sys
 import textwrap
 
+# Experiment only (--fused-bn): Keras 3's BatchNormalization is not fused (moments + tf.nn.batch_normalization, and
+# under mixed_bfloat16 it casts every activation to float32 and back). This swaps in TF's fused kernel
+# (FusedBatchNormV3, oneDNN) for 4-D NHWC inputs to measure what that costs; kgooglenet itself is not changed.
+FUSED_BN_PATCH = textwrap.dedent("""
+    import keras, tensorflow as tf
+    _stock_call = keras.layers.BatchNormalization.call
+    def _fused_call(self, inputs, training=None, mask=None):
+        if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
+            return _stock_call(self, inputs, training=training, mask=mask)
+        if training and self.trainable:
+            y, mean, var = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma.value, self.beta.value, epsilon=self.epsilon, is_training=True)
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean * m + mean * (1 - m))
+            self.moving_variance.assign(self.moving_variance * m + var * (1 - m))
+        else:
+            y = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma.value, self.beta.value, mean=self.moving_mean.value,
+                variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)[0]
+        return tf.cast(y, self.compute_dtype)
+    keras.layers.BatchNormalization.call = _fused_call
+""")
+
 KERAS_WORKER = textwrap.dedent("""
     import json, os, resource, sys, time
     precision, steps, warmup, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     import numpy as np, tensorflow as tf, keras
+    if len(sys.argv) > 5:
+        exec(sys.argv[5])  # the --fused-bn experiment
     from kgooglenet.data import DataConfig
     from kgooglenet.model import aux_targets
     from kgooglenet.train import TrainConfig, build_model_and_compile
@@ -90,9 +115,9 @@ TORCH_WORKER = textwrap.dedent("""
 """)
 
 
-def run_worker(source: str, precision: str, steps: int, warmup: int, batch: int, timeout: int) -> dict:
+def run_worker(source: str, precision: str, steps: int, warmup: int, batch: int, timeout: int, *extra) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", source, precision, str(steps), str(warmup), str(batch)],
+    proc = subprocess.run([sys.executable, "-c", source, precision, str(steps), str(warmup), str(batch), *extra],
                           capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0 or "RESULT " not in proc.stdout:
         raise RuntimeError(f"benchmark worker failed ({precision}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
@@ -106,6 +131,8 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
     p.add_argument("--no-torch", action="store_true", help="only the Keras side")
+    p.add_argument("--fused-bn", action="store_true",
+                   help="experiment: also time Keras with TF's fused BatchNorm kernel swapped in (see FUSED_BN_PATCH)")
     p.add_argument("--timeout", type=int, default=900)
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
@@ -123,6 +150,9 @@ def main(argv=None) -> dict:
             row["torch"] = run_worker(TORCH_WORKER, precision, args.steps, args.warmup, args.batch_size, args.timeout)
             row["ratio"] = row["keras"]["images_per_s"] / row["torch"]["images_per_s"]
             row["cpu_ratio"] = row["keras"]["images_per_cpu_s"] / row["torch"]["images_per_cpu_s"]
+        if args.fused_bn:
+            row["keras_fused_bn"] = run_worker(KERAS_WORKER, precision, args.steps, args.warmup, args.batch_size,
+                                               args.timeout, FUSED_BN_PATCH)
         results[precision] = row
         k = row["keras"]
         line = f"{precision:<15} keras {k['images_per_s']:6.1f} img/s ({k['peak_rss_mb']:6.0f} MB peak)"
@@ -131,6 +161,13 @@ def main(argv=None) -> dict:
             line += (f"   torch {t['images_per_s']:6.1f} img/s ({t['peak_rss_mb']:6.0f} MB peak)"
                      f"   keras/torch {row['ratio']:.2f}x (per CPU-second {row['cpu_ratio']:.2f}x)")
         print(line, flush=True)
+        if args.fused_bn:
+            f = row["keras_fused_bn"]
+            line = f"{'':<15} keras with fused BatchNorm (experiment) {f['images_per_s']:6.1f} img/s"
+            if has_torch:
+                line += (f"   keras/torch {f['images_per_s'] / row['torch']['images_per_s']:.2f}x (per CPU-second "
+                         f"{f['images_per_cpu_s'] / row['torch']['images_per_cpu_s']:.2f}x)")
+            print(line, flush=True)
     print(f"(bn GoogLeNet + aux heads, 224x224, batch {args.batch_size}, SGD momentum, {args.steps} timed steps after "
           f"{args.warmup} warmup steps, {os.cpu_count()} CPU cores)")
     if args.json:
