@@ -22,20 +22,21 @@ on their values):
   ort-torchvision  ONNX Runtime on `torch.onnx.export` of torchvision's googlenet: the reference (1.00x)
 
 Method: every path gets warm-up calls, then `--rounds` rounds; in each round every in-process path times one batch
-right after ONNX Runtime times one, and "vs ORT" is the median over rounds of these paired ratios (robust when other
+right after ONNX Runtime times one (with a short rest before each, so no runtime's spinning threads slow the next), and "vs ORT" is the median over rounds of these paired ratios (robust when other
 work on the machine comes and goes); "img/s" is the median, "best" the fastest round. The torch rows come from a
 subprocess that runs its own rounds after ours, their ratio is to ORT's median (compare with care on a busy machine).
 Both models have He-normal convolutions, so no activations underflow to (slow) denormals on either side.
 Targets on this CPU: the fastest float32 path >= 1.0x ONNX Runtime float32, bfloat16 >= 1.5x it.
 
-Measured (2-core AMD EPYC with AVX512-BF16, TF 2.21, ORT 1.31, torch 2.14):
-  idle machine, 2 threads, batch 32:  ORT-torchvision 70.7 img/s; model.export 55.7 (0.79x); savedmodel float32
-      60.6 (0.87x); savedmodel bfloat16 106.8 (1.51x)
-  per core (--threads 1 --batch 8):   ORT-torchvision 36.3 img/s; keras 0.87x / bf16 1.44x; savedmodel-plain 0.87x;
-      savedmodel 0.94x / bf16 1.77x; onnx 0.97x; onnx-nchw 1.00x; tflite 0.85x; torch 0.69x / bf16 1.43x
-So bfloat16 meets its target; in float32 only ONNX Runtime on our NCHW export matches ONNX Runtime on torchvision's
-(the TensorFlow runtimes reach 0.87-0.94x: oneDNN's float32 convolutions, 83% of the time, are what is slower).
-A busy machine (other processes on a core) halves every number and favours TensorFlow: see the printed CPU use.
+Measured (2-core AMD EPYC with AVX512-BF16, TF 2.21, ORT 1.31, torch 2.14), idle machine, batch 32, 2 threads
+(img/s, vs ORT fp32): ort-torchvision 71.1; keras 59.2 (0.83x) / bf16 92.8 (1.33x); savedmodel-plain (model.export)
+58.0 (0.82x); savedmodel 61.9 (0.87x) / bf16 117.9 (1.66x); onnx 67.1 (0.95x); onnx-nchw 70.5 (1.00x, 0.99 exactly);
+tflite 61.1 (0.86x); torch channels_last 38.1 (0.54x) / bf16 70.7 (0.99x). Per core (--threads 1 --batch 8):
+savedmodel 0.94x / bf16 1.77x, onnx-nchw 1.00x.
+So bfloat16 meets its target (1.66x); in float32 our fastest path, ONNX Runtime on our NCHW export, is at parity with
+ONNX Runtime on torchvision's export (the same graph) but not above it, and the TensorFlow runtimes reach 0.82-0.87x:
+oneDNN's float32 convolutions, 83% of TF's time, are what is slower. A busy machine (other processes on a core)
+halves every number and favours TensorFlow: see the printed CPU use of other processes.
 """
 
 from __future__ import annotations
@@ -190,6 +191,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="timed batches per path (median reported)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads of every runtime (1 measures per-core speed, robust on a busy machine)")
+    parser.add_argument("--pause", type=float, default=0.2,
+                        help="seconds of rest before each timed batch (ONNX Runtime's threads spin after a run and "
+                             "would slow whatever runs next)")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch subprocess (needs an ONNX file)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
@@ -221,6 +225,7 @@ def main(argv=None):
         ref_key = ("ort-torchvision", "float32")
 
         def rate(fn):
+            time.sleep(args.pause)  # let the previous runtime's spinning worker threads park first
             t = time.perf_counter()
             fn()
             return args.batch / (time.perf_counter() - t)

@@ -16,8 +16,9 @@ Speed: by default the served model is `optimize_for_inference(model)`: BatchNorm
 convolutions (conv weights scaled, a bias added: the same function, fewer ops), optionally in bfloat16
 (`dtype="bfloat16"`: weights and activations bfloat16, preprocessing and softmax float32; fast on CPUs with AVX512-BF16
 / AMX and on TPUs/GPUs, up to about 1e-2 absolute error in the probabilities). Measured on an idle 2-core AVX512-BF16
-CPU at batch 32 (benchmarks/infer.py): `model.export` 55.7 img/s, the folded float32 SavedModel 60.6 (+9%), the
-bfloat16 SavedModel 106.8 (1.9x), ONNX Runtime on torchvision's googlenet 70.7. Tried and dropped: XLA
+CPU at batch 32 (benchmarks/infer.py): `model.export` 58.0 img/s, the folded float32 SavedModel 61.9 (+7%), the
+bfloat16 SavedModel 117.9 (2.0x), `export_onnx(channels_first=True)` in ONNX Runtime 70.5, and ONNX Runtime on
+torchvision's googlenet 71.1. Tried and dropped: XLA
 (`jit_compile`, slower on CPU), merging each module's three input 1x1 convolutions into one (slower with oneDNN),
 freezing variables into constants (2x slower through the wrapped graph).
 """
