@@ -284,7 +284,7 @@ def parity_report(keras_model, reference, images, layers=None, verbose: bool = T
     matches = [m for m in matches if reference.reference_name(m) in ref]
     if not matches:
         raise ValueError(f"no layer of {keras_model.name} has a counterpart in the {reference.source} reference")
-    probe = keras.Model(keras_model.inputs, [keras_model.get_layer(m.keras).output for m in matches])
+    probe = keras.Model(keras_model.input, [keras_model.get_layer(m.keras).output for m in matches])
     ours = probe.predict(images, verbose=0, batch_size=len(images))
     if len(matches) == 1:
         ours = [ours]
