@@ -1,0 +1,21 @@
+"""The package's public names resolve, and the README's commands exist."""
+
+import os
+
+import kgooglenet
+
+
+def test_public_names_resolve():
+    for name in kgooglenet.__all__:
+        assert callable(getattr(kgooglenet, name)), name
+
+
+def test_readme_states_the_two_commands_and_ci_runs_the_test_one():
+    root = os.path.join(os.path.dirname(__file__), "..")
+    readme = open(os.path.join(root, "README.md")).read()
+    ci = open(os.path.join(root, ".ci", "run")).read()
+    assert "pip install -e . && python recipes/quickstart.py" in readme
+    test_command = 'pip install -e ".[torch,opencv,onnx,dev]" && python -m pytest -n 2'
+    assert test_command in readme
+    for part in test_command.split(" && "):
+        assert part.replace("pip", "python -m pip", 1) in ci or part in ci
