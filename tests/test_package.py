@@ -17,5 +17,4 @@ def test_readme_states_the_two_commands_and_ci_runs_the_test_one():
     assert "pip install -e . && python recipes/quickstart.py" in readme
     test_command = 'pip install -e ".[torch,opencv,onnx,dev]" && python -m pytest -n 2'
     assert test_command in readme
-    for part in test_command.split(" && "):
-        assert part.replace("pip", "python -m pip", 1) in ci or part in ci
+    assert test_command in ci
