@@ -435,15 +435,9 @@ def convert_caffe(
     """
     from kgooglenet.model import GoogLeNet
 
-    if aux_heads not in ("auto", True, False):
-        raise ValueError(f"`aux_heads` must be 'auto', True or False, received aux_heads={aux_heads!r}")
-    caffemodel = conversion.check_input_file(caffemodel, "caffemodel")
-    out = conversion.output_path(out, INSTALL_NAME if install else None)
-    verified = None
-    if install and not allow_unverified:
-        from kgooglenet.weights import cache
-
-        verified = cache.verify_original(caffemodel, INSTALL_NAME)
+    caffemodel, out, verified = conversion.start(
+        caffemodel, "caffemodel", out, install, allow_unverified, INSTALL_NAME, aux_heads
+    )
     net = read_caffemodel(caffemodel)
     layers = {layer.name: layer for layer in net_layers(net, f"caffemodel {caffemodel!r}") if layer.blobs}
     prototxt_net = None
@@ -451,10 +445,7 @@ def convert_caffe(
         prototxt = conversion.check_input_file(prototxt, "prototxt")
         prototxt_net = read_prototxt(prototxt)
         check_prototxt(prototxt_net, layers, caffemodel, prototxt)
-    has_aux = _aux_present(layers)
-    if aux_heads is True and not has_aux:
-        raise ValueError(f"caffemodel: {caffemodel!r} has no aux heads (loss1/*, loss2/*), but aux_heads=True")
-    aux = has_aux if aux_heads == "auto" else aux_heads
+    aux = conversion.resolve_aux(aux_heads, _aux_present(layers), "caffemodel", caffemodel, "loss1/*, loss2/*")
     num_classes = _num_classes(layers, caffemodel)
     model = GoogLeNet(VARIANT, num_classes=num_classes, aux_heads=aux, preprocessing=PREPROCESSING)
     if prototxt_net is not None:

@@ -47,6 +47,24 @@ def check_input_file(path, what: str) -> str:
     return path
 
 
+def start(source, what: str, out, install: bool, allow_unverified: bool, install_name: str, aux_heads):
+    """The checks every converter makes first: the `aux_heads` choice, the input file, the output path and, when
+    installing a published set, the original file's checksum. Returns (source path, output path, verification)."""
+    if aux_heads not in ("auto", True, False):
+        raise ValueError(f"`aux_heads` must be 'auto', True or False, received aux_heads={aux_heads!r}")
+    source = check_input_file(source, what)
+    out = output_path(out, install_name if install else None)
+    verified = cache.verify_original(source, install_name) if install and not allow_unverified else None
+    return source, out, verified
+
+
+def resolve_aux(aux_heads, has_aux: bool, what: str, path: str, heads: str) -> bool:
+    """Whether to convert the aux heads: the file's own when "auto"; an error when they are required but absent."""
+    if aux_heads is True and not has_aux:
+        raise ValueError(f"{what}: {path!r} has no aux heads ({heads}), but aux_heads=True")
+    return has_aux if aux_heads == "auto" else aux_heads
+
+
 def save_converted(
     model,
     out: str,

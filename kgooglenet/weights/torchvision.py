@@ -195,20 +195,12 @@ def convert_torchvision(
     """
     from kgooglenet.model import GoogLeNet
 
-    if aux_heads not in ("auto", True, False):
-        raise ValueError(f"`aux_heads` must be 'auto', True or False, received aux_heads={aux_heads!r}")
-    checkpoint = conversion.check_input_file(checkpoint, "checkpoint")
-    out = conversion.output_path(out, INSTALL_NAME if install else None)
-    verified = None
-    if install and not allow_unverified:
-        from kgooglenet.weights import cache
-
-        verified = cache.verify_original(checkpoint, INSTALL_NAME)
+    checkpoint, out, verified = conversion.start(
+        checkpoint, "checkpoint", out, install, allow_unverified, INSTALL_NAME, aux_heads
+    )
     state = load_state_dict(checkpoint)
     has_aux = check_state_dict(state, checkpoint)
-    if aux_heads is True and not has_aux:
-        raise ValueError(f"checkpoint: {checkpoint!r} has no aux heads (aux1.*, aux2.*), but aux_heads=True")
-    aux = has_aux if aux_heads == "auto" else aux_heads
+    aux = conversion.resolve_aux(aux_heads, has_aux, "checkpoint", checkpoint, "aux1.*, aux2.*")
     num_classes = int(state["fc.weight"].shape[0])
     preprocessing = "torchvision" if transform_input else "imagenet"
     model = GoogLeNet(VARIANT, num_classes=num_classes, aux_heads=aux, preprocessing=preprocessing)
