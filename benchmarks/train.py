@@ -18,10 +18,10 @@ Measured on the project machine (2 cores, AVX512-BF16, oneDNN on; load average <
                     keras with fused BatchNorm (--fused-bn)  33.2 img/s                     1.22x
 What limits bfloat16 (and part of float32): Keras 3's BatchNormalization is not fused - it computes the moments and
 applies tf.nn.batch_normalization as separate ops, and under mixed_bfloat16 casts every activation to float32 and
-back around each of the 59 BatchNorms (57 + one per aux head). TF's fused kernel (FusedBatchNormV3, bfloat16-native in oneDNN), used
-by ConvBlock, would give the --fused-bn numbers. The aux heads (adaptive-pool einsum) cost 2-4%; the ceil-mode pools
-use TF's native pooling at 224. Background load hurts torch's OpenMP threads more than TF's pool: compare the
-"per CPU-second" ratio when the machine is busy.
+back around each of the 59 BatchNorms (57 + one per aux head). TF's fused kernel (FusedBatchNormV3, bfloat16-native
+in oneDNN), used by ConvBlock, would give the --fused-bn numbers. The aux heads (adaptive-pool einsum) cost 2-4%; the
+ceil-mode pools use TF's native pooling at 224. Background load hurts torch's OpenMP threads more than TF's thread
+pool: compare the "per CPU-second" ratio when the machine is busy.
 """
 
 from __future__ import annotations
