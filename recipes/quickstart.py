@@ -2,7 +2,7 @@
 
 Trains the "cifar" variant (32x32 inputs) at width 0.25 with its two aux heads (loss weight 0.3) on scikit-learn's
 handwritten digits (1,437 train / 360 validation images, upscaled to 32x32 RGB; nothing is downloaded), with SGD +
-Nesterov momentum, one warmup epoch then cosine decay, and mixed_bfloat16 (about 2x faster than float32 on CPUs with
+Nesterov momentum, one warmup epoch then cosine decay, and mixed_bfloat16 (faster than float32 on CPUs with
 AVX512-BF16). Then evaluates the best checkpoint on the validation split, writes the plots and a TF Serving SavedModel.
 
 Run:
