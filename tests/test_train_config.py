@@ -109,3 +109,13 @@ def test_monitor_names_and_callbacks(tmp_path):
     assert csv.read_text() == "epoch,loss\n0,1.0\n1,0.5\n"
     assert cb.best_so_far(str(csv), "loss") == 0.5
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_kgooglenet_train_is_callable_however_it_was_imported():
+    import kgooglenet
+    import kgooglenet.train as package
+
+    for entry in (kgooglenet.train, kgooglenet.train, package):  # the function first, then the package
+        with pytest.raises(ValueError, match="config must be a TrainConfig"):
+            entry({"epochs": 1})
+    assert package.TrainConfig is TrainConfig

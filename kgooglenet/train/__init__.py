@@ -13,7 +13,21 @@ print(result.best_metric, result.best_checkpoint)
 ```
 """
 
+import sys
+
 from kgooglenet.train.config import TrainConfig
 from kgooglenet.train.loop import TrainResult, build_model_and_compile, train
 
 __all__ = ["TrainConfig", "TrainResult", "build_model_and_compile", "train"]
+
+
+class _CallableModule(type(sys.modules[__name__])):
+    """`kgooglenet.train` is both this package and the function `train`: once the package is imported, Python binds
+    the attribute `kgooglenet.train` to the package, so the package itself forwards calls to `train` and
+    `kgooglenet.train(config)` works whichever of the two the name refers to."""
+
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
