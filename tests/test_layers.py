@@ -117,3 +117,29 @@ def test_ceil_pool_fast_path_equals_explicit_padding(size, k, s, mode):
     x = _rand((1, *size, 2))
     dynamic = tf.function(layer.call, input_signature=[tf.TensorSpec([None, None, None, 2])])
     np.testing.assert_allclose(layer(x), dynamic(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_fused_batchnorm_equals_keras_batchnorm(policy):
+    """Same outputs as Keras' own BatchNormalization in training and inference, moving mean alike, moving variance
+    updated with the unbiased batch variance (as torch and Caffe do)."""
+    x = _rand((4, 5, 5, 6), low=-2, high=4)
+    fused = kl.FusedBatchNormalization(momentum=0.9, epsilon=1e-3, dtype=policy)
+    stock = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, dtype=policy)
+    for layer in (fused, stock):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 6))
+        layer.beta.assign(np.linspace(-1, 1, 6))
+    tol = 1e-5 if policy == "float32" else 5e-2
+    np.testing.assert_allclose(fused(x, training=True), stock(x, training=True), rtol=tol, atol=tol)
+    assert fused(x, training=True).dtype == stock(x, training=True).dtype
+    n = x.size // 6
+    mean, var = x.reshape(-1, 6).mean(0), x.reshape(-1, 6).var(0)
+    m = 0.9
+    np.testing.assert_allclose(fused.moving_mean, (1 - m) * mean * (1 + m), rtol=1e-2 if policy != "float32" else 1e-5)
+    unbiased = var * n / (n - 1)
+    expected_var = (m * m) + (1 - m) * unbiased * (1 + m)  # two updates from the initial variance 1
+    np.testing.assert_allclose(fused.moving_variance, expected_var, rtol=1e-2 if policy != "float32" else 1e-5)
+    stock.moving_mean.assign(fused.moving_mean)
+    stock.moving_variance.assign(fused.moving_variance)
+    np.testing.assert_allclose(fused(x, training=False), stock(x, training=False), rtol=tol, atol=tol)

@@ -106,7 +106,7 @@ def build_model_and_compile(config: TrainConfig, num_classes: int, steps_per_epo
             dropout=config.dropout, aux_dropout=config.aux_dropout, width=config.width,
             preprocessing=_preprocessing(config),
         )
-        model = TrainingModel(base.inputs, base.output, name=base.name)
+        model = TrainingModel(base.input, base.output, name=base.name)
         model.configure_training(
             l2=config.weight_decay if config.optimizer in ("sgd", "adam") else 0.0,
             decay_all=config.decay_all, adversarial=config.adversarial, fgsm_epsilon=config.fgsm_epsilon,

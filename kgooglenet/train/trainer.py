@@ -35,7 +35,7 @@ class TrainingModel(keras.Model):
     Example:
     >>> from kgooglenet import GoogLeNet
     >>> base = GoogLeNet("cifar", num_classes=10, width=0.125)
-    >>> model = TrainingModel(base.inputs, base.output, name=base.name)
+    >>> model = TrainingModel(base.input, base.output, name=base.name)
     >>> model.configure_training(l2=5e-4, adversarial=True, fgsm_epsilon=2.0)
     >>> model.get_layer("classifier") is base.get_layer("classifier")
     True
