@@ -11,17 +11,17 @@ Run:
     python benchmarks/train.py                      # about 4-5 minutes on 2 cores
     python benchmarks/train.py --steps 20 --json results.json
 
-Measured on the project machine (2 cores, AVX512-BF16, oneDNN on; load average < 1 during the runs):
-    float32         keras 16.6-17.0 img/s (2.7 GB peak)   torch 16.3-16.8 img/s (2.6 GB)   1.01-1.02x
-                    keras with fused BatchNorm (--fused-bn)  19.5-20.0 img/s                1.16-1.23x
-    mixed_bfloat16  keras 23.9 img/s (2.3 GB peak)        torch 27.2 img/s (1.8 GB)        0.88x
-                    keras with fused BatchNorm (--fused-bn)  33.2 img/s                     1.22x
-What limits bfloat16 (and part of float32): Keras 3's BatchNormalization is not fused - it computes the moments and
-applies tf.nn.batch_normalization as separate ops, and under mixed_bfloat16 casts every activation to float32 and
-back around each of the 59 BatchNorms (57 + one per aux head). TF's fused kernel (FusedBatchNormV3, bfloat16-native
-in oneDNN), used by ConvBlock, would give the --fused-bn numbers. The aux heads (adaptive-pool einsum) cost 2-4%; the
-ceil-mode pools use TF's native pooling at 224. Background load hurts torch's OpenMP threads more than TF's thread
-pool: compare the "per CPU-second" ratio when the machine is busy.
+Measured on the project machine (2 cores, AVX512-BF16, oneDNN on; load average < 1 during the runs), before and
+after ConvBlock moved to TF's fused BatchNorm kernel (kgooglenet.layers.FusedBatchNormalization):
+    float32         Keras BatchNormalization 16.6-17.0 img/s (2.7 GB)  fused 19.5-20.0 img/s   torch 16.3-16.8 img/s
+                    ratio 1.01-1.02x -> 1.16-1.23x
+    mixed_bfloat16  Keras BatchNormalization 23.9 img/s (2.3 GB)       fused 33.2 img/s        torch 27.2 img/s
+                    ratio 0.88x -> 1.22x
+Keras 3's own BatchNormalization is unfused (moments + tf.nn.batch_normalization as separate ops) and under
+mixed_bfloat16 casts every activation to float32 and back around each of the 59 BatchNorms; the fused kernel is
+bfloat16-native in oneDNN. The aux heads (adaptive-pool einsum) cost 2-4%; the ceil-mode pools use TF's native
+pooling at 224. Background load hurts torch's OpenMP threads more than TF's thread pool: compare the
+"per CPU-second" ratio when the machine is busy.
 """
 
 from __future__ import annotations
@@ -33,35 +33,10 @@ import subprocess
 import sys
 import textwrap
 
-# Experiment only (--fused-bn): Keras 3's BatchNormalization is not fused (moments + tf.nn.batch_normalization, and
-# under mixed_bfloat16 it casts every activation to float32 and back). This swaps in TF's fused kernel
-# (FusedBatchNormV3, oneDNN) for 4-D NHWC inputs to measure what that costs; kgooglenet itself is not changed.
-FUSED_BN_PATCH = textwrap.dedent("""
-    import keras, tensorflow as tf
-    _stock_call = keras.layers.BatchNormalization.call
-    def _fused_call(self, inputs, training=None, mask=None):
-        if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
-            return _stock_call(self, inputs, training=training, mask=mask)
-        if training and self.trainable:
-            y, mean, var = tf.compat.v1.nn.fused_batch_norm(
-                inputs, self.gamma.value, self.beta.value, epsilon=self.epsilon, is_training=True)
-            m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + mean * (1 - m))
-            self.moving_variance.assign(self.moving_variance * m + var * (1 - m))
-        else:
-            y = tf.compat.v1.nn.fused_batch_norm(
-                inputs, self.gamma.value, self.beta.value, mean=self.moving_mean.value,
-                variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)[0]
-        return tf.cast(y, self.compute_dtype)
-    keras.layers.BatchNormalization.call = _fused_call
-""")
-
 KERAS_WORKER = textwrap.dedent("""
     import json, os, resource, sys, time
     precision, steps, warmup, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     import numpy as np, tensorflow as tf, keras
-    if len(sys.argv) > 5:
-        exec(sys.argv[5])  # the --fused-bn experiment
     from kgooglenet.data import DataConfig
     from kgooglenet.model import aux_targets
     from kgooglenet.train import TrainConfig, build_model_and_compile
@@ -140,8 +115,6 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
     p.add_argument("--no-torch", action="store_true", help="only the Keras side")
-    p.add_argument("--fused-bn", action="store_true",
-                   help="experiment: also time Keras with TF's fused BatchNorm kernel swapped in (see FUSED_BN_PATCH)")
     p.add_argument("--timeout", type=int, default=900)
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
@@ -159,9 +132,6 @@ def main(argv=None) -> dict:
             row["torch"] = run_worker(TORCH_WORKER, precision, args.steps, args.warmup, args.batch_size, args.timeout)
             row["ratio"] = row["keras"]["images_per_s"] / row["torch"]["images_per_s"]
             row["cpu_ratio"] = row["keras"]["images_per_cpu_s"] / row["torch"]["images_per_cpu_s"]
-        if args.fused_bn:
-            row["keras_fused_bn"] = run_worker(KERAS_WORKER, precision, args.steps, args.warmup, args.batch_size,
-                                               args.timeout, FUSED_BN_PATCH)
         results[precision] = row
         k = row["keras"]
         line = f"{precision:<15} keras {k['images_per_s']:6.1f} img/s ({k['peak_rss_mb']:6.0f} MB peak)"
@@ -170,13 +140,6 @@ def main(argv=None) -> dict:
             line += (f"   torch {t['images_per_s']:6.1f} img/s ({t['peak_rss_mb']:6.0f} MB peak)"
                      f"   keras/torch {row['ratio']:.2f}x (per CPU-second {row['cpu_ratio']:.2f}x)")
         print(line, flush=True)
-        if args.fused_bn:
-            f = row["keras_fused_bn"]
-            line = f"{'':<15} keras with fused BatchNorm (experiment) {f['images_per_s']:6.1f} img/s"
-            if has_torch:
-                line += (f"   keras/torch {f['images_per_s'] / row['torch']['images_per_s']:.2f}x (per CPU-second "
-                         f"{f['images_per_cpu_s'] / row['torch']['images_per_cpu_s']:.2f}x)")
-            print(line, flush=True)
     print(f"(bn GoogLeNet + aux heads, 224x224, batch {args.batch_size}, SGD momentum, {args.steps} timed steps after "
           f"{args.warmup} warmup steps, {os.cpu_count()} CPU cores)")
     if args.json:
