@@ -1,10 +1,9 @@
 """kgooglenet: GoogLeNet (Inception v1) for Keras 3 on TensorFlow.
 
-The model names are imported here; the heavier entry points (training pulls in tf.data and TFDS) are loaded on first
-use, so `import kgooglenet` stays quick.
+Public names: `GoogLeNet` and its helpers, `make_datasets`/`DataConfig`, `train`/`TrainConfig` (`kgooglenet.train` is
+the training package and is itself callable: `kgooglenet.train(config)`), `export_savedmodel`, `decode_predictions`,
+the converters; the modules `kgooglenet.evaluate` (`evaluate`, crops, ensembles) and `kgooglenet.predict`.
 """
-
-import importlib
 
 from kgooglenet.model import (
     GoogLeNet,
@@ -17,26 +16,14 @@ from kgooglenet.model import (
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (imported on first access)
-_LAZY = {
-    "make_datasets": "kgooglenet.data",
-    "DataConfig": "kgooglenet.data",
-    "train": "kgooglenet.train",
-    "TrainConfig": "kgooglenet.train",
-    "evaluate": "kgooglenet.evaluate",
-    "export_savedmodel": "kgooglenet.export",
-    "predict": "kgooglenet.predict",
-    "decode_predictions": "kgooglenet.weights",
-    "convert_caffe": "kgooglenet.weights.caffe",
-    "convert_torchvision": "kgooglenet.weights.torchvision",
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'kgooglenet' has no attribute {name!r}")
-
+# Imported after __version__ (the converters record it); all of these are light next to TensorFlow itself.
+from kgooglenet import evaluate, predict, train  # noqa: E402  (modules; kgooglenet.train is callable)
+from kgooglenet.data import DataConfig, make_datasets  # noqa: E402
+from kgooglenet.export import export_savedmodel  # noqa: E402
+from kgooglenet.train import TrainConfig  # noqa: E402
+from kgooglenet.weights import decode_predictions  # noqa: E402
+from kgooglenet.weights.caffe import convert_caffe  # noqa: E402
+from kgooglenet.weights.torchvision import convert_torchvision  # noqa: E402
 
 __all__ = [
     "GoogLeNet",
@@ -45,5 +32,14 @@ __all__ = [
     "feature_extractor",
     "features",
     "inference_model",
-    *_LAZY,
+    "DataConfig",
+    "make_datasets",
+    "train",
+    "TrainConfig",
+    "export_savedmodel",
+    "decode_predictions",
+    "convert_caffe",
+    "convert_torchvision",
+    "evaluate",
+    "predict",
 ]
