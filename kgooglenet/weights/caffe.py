@@ -50,18 +50,15 @@ class CaffeLayer:
 def _sniff(data: bytes) -> str | None:
     """What a file that is not a caffemodel looks like it is, from its first bytes (None if nothing known)."""
     head = data[:16]
-    known = {
-        b"\x89PNG": "a PNG image",
-        b"\xff\xd8\xff": "a JPEG image",
-        b"GIF8": "a GIF image",
-        b"PK\x03\x04": "a zip archive (a PyTorch .pth checkpoint? use `convert torchvision --checkpoint`)",
-        b"\x89HDF": "an HDF5 file (a Keras .weights.h5?)",
-        b"\x1f\x8b": "a gzip archive (unpack it first)",
-        b"%PDF": "a PDF document",
-    }
-    for magic, what in known.items():
-        if head.startswith(magic):
-            return what
+    what = conversion.known_file_type(
+        head,
+        {
+            b"PK\x03\x04": "a zip archive (a PyTorch .pth checkpoint? use `convert torchvision --checkpoint`)",
+            b"\x1f\x8b": "a gzip archive (unpack it first)",
+        },
+    )
+    if what is not None:
+        return what
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "a Python pickle (a PyTorch checkpoint?)"
     try:

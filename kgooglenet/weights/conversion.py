@@ -20,6 +20,24 @@ class ConversionResult:
     installed_as: str | None = None  # the named set it was installed as, or None
 
 
+# First bytes of files users pass by mistake, and what to call them in an error.
+FILE_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\x89HDF": "an HDF5 file (a Keras .weights.h5?)",
+    b"%PDF": "a PDF document",
+}
+
+
+def known_file_type(head: bytes, extra: dict | None = None) -> str | None:
+    """What a file starting with `head` is, from `FILE_SIGNATURES` plus a converter's own `extra` signatures."""
+    for magic, what in {**FILE_SIGNATURES, **(extra or {})}.items():
+        if head.startswith(magic):
+            return what
+    return None
+
+
 def output_path(out, install_name: str | None) -> str:
     """The .weights.h5 path to write: `out`, or the cache path of `install_name` when `out` is None."""
     if out is None:

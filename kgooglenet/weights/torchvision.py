@@ -28,16 +28,9 @@ _BN = ("weight", "bias", "running_mean", "running_var")
 def _describe_non_checkpoint(path: str) -> str | None:
     with open(path, "rb") as f:
         head = f.read(4096)
-    known = {
-        b"\x89PNG": "a PNG image",
-        b"\xff\xd8\xff": "a JPEG image",
-        b"GIF8": "a GIF image",
-        b"\x89HDF": "an HDF5 file (a Keras .weights.h5?)",
-        b"%PDF": "a PDF document",
-    }
-    for magic, what in known.items():
-        if head.startswith(magic):
-            return what
+    what = conversion.known_file_type(head)
+    if what is not None:
+        return what
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
         return None  # zip (torch.save's format) or a legacy pickle: let torch decide
     try:
