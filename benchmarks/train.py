@@ -13,10 +13,12 @@ Run:
 
 Measured on the project machine (2 cores, AVX512-BF16, oneDNN on; load average < 1 during the runs), before and
 after ConvBlock moved to TF's fused BatchNorm kernel (kgooglenet.layers.FusedBatchNormalization):
-    float32         Keras BatchNormalization 16.6-17.0 img/s (2.7 GB)  fused 19.5-20.0 img/s   torch 16.3-16.8 img/s
-                    ratio 1.01-1.02x -> 1.16-1.23x
-    mixed_bfloat16  Keras BatchNormalization 23.9 img/s (2.3 GB)       fused 33.2 img/s        torch 27.2 img/s
-                    ratio 0.88x -> 1.22x
+    float32         Keras BatchNormalization 16.6-17.0 img/s (2.7 GB)  fused 17.2 img/s (2.7 GB)   torch 16.3-16.8 img/s
+                    ratio 1.01-1.02x -> about 1.03x
+    mixed_bfloat16  Keras BatchNormalization 23.9 img/s (2.3 GB)       fused 31.7 img/s (2.0 GB)   torch 27.2 img/s
+                    ratio 0.88x -> about 1.17x
+    (the fused column: `--no-torch --steps 6` with the committed layer; a monkey-patched run measured 19.5-20.0 and
+    33.2; re-run both sides together for exact ratios)
 Keras 3's own BatchNormalization is unfused (moments + tf.nn.batch_normalization as separate ops) and under
 mixed_bfloat16 casts every activation to float32 and back around each of the 59 BatchNorms; the fused kernel is
 bfloat16-native in oneDNN. The aux heads (adaptive-pool einsum) cost 2-4%; the ceil-mode pools use TF's native
