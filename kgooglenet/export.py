@@ -90,6 +90,41 @@ def _copy_weights(src, dst, fold: bool):
             dst.set_weights(weights)
 
 
+def _input_scale_target(model):
+    """(preprocess layer, the ConvBlock that alone reads its output) when the preprocessing divisor can be folded
+    into that convolution's kernel, else None. Exact: the block zero-pads, and zero times a scale is zero."""
+    from kgooglenet.layers import ConvBlock, Preprocess
+
+    pre = [layer for layer in model.layers if isinstance(layer, Preprocess)]
+    if len(pre) != 1 or all(s == 1 for s in pre[0].std):
+        return None
+    consumers = {node.operation for node in pre[0]._outbound_nodes}
+    if len(consumers) != 1 or not isinstance(next(iter(consumers)), ConvBlock):
+        return None
+    return pre[0], next(iter(consumers))
+
+
+_CHANNELWISE_POOLS = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D,
+                      keras.layers.GlobalMaxPooling2D)
+
+
+def _pooled_modules(model):
+    """{Inception name: the pooling layer that alone reads its output}, for the modules that can pool each branch
+    before their concatenation (pooling acts on each channel alone, so the result is the same)."""
+    from kgooglenet.layers import CeilPooling2D, Inception
+
+    found = {}
+    for layer in model.layers:
+        if not isinstance(layer, (CeilPooling2D, *_CHANNELWISE_POOLS)) or len(layer._inbound_nodes) != 1:
+            continue
+        parents = layer._inbound_nodes[0].parent_nodes
+        if len(parents) == 1 and isinstance(parents[0].operation, Inception):
+            module = parents[0].operation
+            if len(module._outbound_nodes) == 1 and module.output_pool is None:
+                found[module.name] = layer
+    return found
+
+
 def optimize_for_inference(model, dtype="float32", fold_batch_norm=True):
     """A copy of `model` for serving: aux heads dropped, BatchNorm folded into the convolutions, and optionally
     reduced precision. The input (RGB float [0, 255]) and output (float32 probabilities) stay the same.
@@ -98,7 +133,12 @@ def optimize_for_inference(model, dtype="float32", fold_batch_norm=True):
         model: a GoogLeNet (any variant, with or without aux heads) or a model built from kgooglenet layers.
         dtype: "float32", "bfloat16" (weights and activations bfloat16; preprocessing and softmax float32) or
             "float16".
-        fold_batch_norm: fold every ConvBlock's BatchNorm into its convolution (exact up to float rounding).
+        fold_batch_norm: fold every ConvBlock's BatchNorm into its convolution, and the preprocessing's per-channel
+            divisor into the first convolution's kernel, so the input is only mean-subtracted (both exact up to float
+            rounding; one pass over the input batch less).
+
+    The modules followed by a pool (3b, 4e, 5b) pool each branch before concatenating (`Inception(output_pool=...)`:
+    the same result, a quarter of the data to concatenate); the pool layer itself becomes an identity.
 
     Returns:
         A new keras.Model (its weights are copies: training `model` later does not change it).
@@ -114,18 +154,36 @@ def optimize_for_inference(model, dtype="float32", fold_batch_norm=True):
     if dtype not in _DTYPES:
         raise ValueError(f"`dtype` must be one of {_DTYPES}, received dtype={dtype!r}")
     model = inference_model(model)
+    input_scale = _input_scale_target(model) if fold_batch_norm else None
+    pooled = _pooled_modules(model)
+    moved_pools = {pool.name for pool in pooled.values()}
+
+    def policy(layer):
+        return "float32" if layer.name in _KEEP_FLOAT32 else dtype
 
     def clone_layer(layer):
+        if layer.name in moved_pools:  # pooled inside the module before it
+            return keras.layers.Identity(name=layer.name, dtype=policy(layer))
         config = layer.get_config()
+        if layer.name in pooled:
+            pool = pooled[layer.name]
+            config["output_pool"] = pool.__class__.from_config({**pool.get_config(), "dtype": policy(layer)})
         if fold_batch_norm and config.get("batch_norm"):
             config["batch_norm"] = False
+        if input_scale is not None and layer is input_scale[0]:
+            config["std"] = [1.0, 1.0, 1.0]
         # every layer gets an explicit policy, so a model trained under mixed precision serves in `dtype`
-        config["dtype"] = "float32" if layer.name in _KEEP_FLOAT32 else dtype
+        config["dtype"] = policy(layer)
         return layer.__class__.from_config(config)
 
     clone = keras.models.clone_model(model, clone_function=clone_layer)
     for src in model.layers:
         _copy_weights(src, clone.get_layer(src.name), fold_batch_norm)
+    if input_scale is not None:
+        pre, first = input_scale
+        conv = clone.get_layer(first.name).conv
+        kernel = keras.ops.convert_to_numpy(conv.kernel).astype(np.float64)  # (kh, kw, in, out)
+        conv.kernel.assign((kernel / np.asarray(pre.std)[:, None]).astype(np.float32))
     return clone
 
 

@@ -55,9 +55,11 @@ class Preprocess(layers.Layer):
         x = ops.cast(inputs, self.compute_dtype)
         if self.bgr:
             x = ops.flip(x, axis=-1)
-        mean = ops.cast(ops.convert_to_tensor(self.mean), x.dtype)
-        inv_std = ops.cast(ops.convert_to_tensor([1.0 / s for s in self.std]), x.dtype)
-        return (x - mean) * inv_std
+        if any(m != 0 for m in self.mean):  # no op for an identity step (an exported graph stays lean)
+            x = x - ops.cast(ops.convert_to_tensor(self.mean), x.dtype)
+        if any(s != 1 for s in self.std):
+            x = x * ops.cast(ops.convert_to_tensor([1.0 / s for s in self.std]), x.dtype)
+        return x
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -417,11 +419,17 @@ class Inception(layers.Layer):
         conv1x1, reduce3x3, conv3x3, reduce5x5, conv5x5, pool_proj: filter counts (one row of Table 1).
         branch5_kernel: kernel size of the "5x5" branch.
         batch_norm, bn_momentum, bn_epsilon: as for `ConvBlock`.
+        output_pool: optional pooling layer (max, average or global average: any that acts on each channel alone)
+            applied to each branch before the concatenation. Equal to pooling the module's output, but it concatenates
+            the smaller pooled maps: `kgooglenet.export.optimize_for_inference` sets it for the modules a pool follows.
 
     Example:
     >>> block = Inception(64, 96, 128, 16, 32, 32)
     >>> block(np.zeros((1, 28, 28, 192), "float32")).shape
     (1, 28, 28, 256)
+    >>> pooled = Inception(64, 96, 128, 16, 32, 32, output_pool=keras.layers.MaxPooling2D(2))
+    >>> pooled(np.zeros((1, 28, 28, 192), "float32")).shape
+    (1, 14, 14, 256)
     """
 
     def __init__(
@@ -436,9 +444,15 @@ class Inception(layers.Layer):
         batch_norm=False,
         bn_momentum=0.9,
         bn_epsilon=1e-3,
+        output_pool=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(output_pool, dict):
+            output_pool = keras.saving.deserialize_keras_object(output_pool)
+        if output_pool is not None and not isinstance(output_pool, layers.Layer):
+            raise ValueError(f"`output_pool` must be a pooling layer or None, received output_pool={output_pool!r}")
+        self.output_pool = output_pool
         counts = dict(
             conv1x1=conv1x1,
             reduce3x3=reduce3x3,
@@ -482,21 +496,27 @@ class Inception(layers.Layer):
         self.b3.build(self.b3_reduce.compute_output_shape(input_shape))
         self.b4_pool.build(input_shape)
         self.b4.build(input_shape)
+        if self.output_pool is not None:
+            self.output_pool.build(self._concat_shape(input_shape))
         self.built = True
 
     def call(self, inputs, training=None):
-        return ops.concatenate(
-            [
-                self.b1(inputs, training=training),
-                self.b2(self.b2_reduce(inputs, training=training), training=training),
-                self.b3(self.b3_reduce(inputs, training=training), training=training),
-                self.b4(self.b4_pool(inputs), training=training),
-            ],
-            axis=-1,
-        )
+        outputs = [
+            self.b1(inputs, training=training),
+            self.b2(self.b2_reduce(inputs, training=training), training=training),
+            self.b3(self.b3_reduce(inputs, training=training), training=training),
+            self.b4(self.b4_pool(inputs), training=training),
+        ]
+        if self.output_pool is not None:
+            outputs = [self.output_pool(y) for y in outputs]
+        return ops.concatenate(outputs, axis=-1)
+
+    def _concat_shape(self, input_shape):
+        return (*input_shape[:3], self.conv1x1 + self.conv3x3 + self.conv5x5 + self.pool_proj)
 
     def compute_output_shape(self, input_shape):
-        return (*input_shape[:3], self.conv1x1 + self.conv3x3 + self.conv5x5 + self.pool_proj)
+        shape = self._concat_shape(input_shape)
+        return shape if self.output_pool is None else self.output_pool.compute_output_shape(shape)
 
     def get_config(self):
         return {
@@ -511,6 +531,7 @@ class Inception(layers.Layer):
             "batch_norm": self.batch_norm,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
+            "output_pool": None if self.output_pool is None else keras.saving.serialize_keras_object(self.output_pool),
         }
 
 

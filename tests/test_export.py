@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -76,6 +77,17 @@ def test_optimize_for_inference_folds_batch_norm(model):
     paper = GoogLeNet("paper", num_classes=4, width=0.125, input_shape=(64, 64, 3))
     y = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(optimize_for_inference(paper)(y), paper(y), atol=1e-6)
+    # the modules before a pool pool their branches (same result, smaller concatenation); the pools become identities
+    assert [layer.name for layer in fast.layers if isinstance(layer, keras.layers.Identity)] == \
+        ["pool3", "pool4", "avg_pool"]
+    assert fast.get_layer("inception_3b").output_pool is not None
+    assert fast.get_layer("inception_4a").output_pool is None
+    # the preprocessing divisor is folded into conv1's kernel: the input is only mean-subtracted
+    pre = model.get_layer("preprocess")
+    assert fast.get_layer("preprocess").std == [1.0, 1.0, 1.0] and pre.std != [1.0, 1.0, 1.0]
+    unfolded = optimize_for_inference(model, fold_batch_norm=False)
+    assert unfolded.get_layer("preprocess").std == pre.std
+    np.testing.assert_allclose(unfolded(x), ref, atol=1e-5)
     with pytest.raises(ValueError, match="dtype"):
         optimize_for_inference(model, "int8")
 

@@ -70,6 +70,7 @@ def test_preprocess_caffe_is_bgr_minus_mean():
     "layer",
     [
         kl.Inception(8, 4, 8, 2, 4, 4, branch5_kernel=3, batch_norm=True, name="inc"),
+        kl.Inception(8, 4, 8, 2, 4, 4, output_pool=kl.CeilPooling2D(3, 2), name="inc_pooled"),
         kl.ConvBlock(8, 7, strides=2, padding=3, batch_norm=False),
         kl.AuxHead(5, pool="caffe", conv_filters=4, fc_units=8, dropout=0.5),
         kl.AuxHead(5, pool="adaptive", conv_filters=4, fc_units=8, batch_norm=True),
@@ -91,10 +92,35 @@ def test_config_round_trip_gives_same_outputs(layer):
 
 
 @pytest.mark.parametrize(
+    "pool",
+    [kl.CeilPooling2D(3, 2), kl.CeilPooling2D(3, 2, mode="avg"), keras.layers.MaxPooling2D(2),
+     keras.layers.GlobalAveragePooling2D()],
+    ids=["ceil-max", "ceil-avg", "max2", "global-avg"],
+)
+def test_inception_output_pool_equals_pooling_the_concatenation(pool):
+    x = _rand((2, 13, 13, 6), low=-1, high=1)
+    plain = kl.Inception(8, 4, 8, 2, 4, 4, batch_norm=True)
+    pooled = kl.Inception(8, 4, 8, 2, 4, 4, batch_norm=True, output_pool=pool)
+    ref = pool(plain(x))
+    pooled.build(x.shape)
+    pooled.set_weights(plain.get_weights())
+    out = pooled(x)
+    assert tuple(out.shape) == tuple(ref.shape) == pooled.compute_output_shape(x.shape)
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_preprocess_skips_identity_steps():
+    x = _rand((1, 2, 2, 3), low=0, high=255)
+    np.testing.assert_array_equal(kl.Preprocess()(x), x)
+    np.testing.assert_allclose(kl.Preprocess(mean=[0, 0, 0], std=[2, 4, 8])(x), x / [2, 4, 8], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
     "make,match",
     [
         (lambda: kl.Inception(0, 1, 1, 1, 1, 1), "conv1x1=0"),
         (lambda: kl.Inception(1, 1, 1, 1, 1, 1, branch5_kernel=7), "branch5_kernel=7"),
+        (lambda: kl.Inception(1, 1, 1, 1, 1, 1, output_pool="max"), "output_pool='max'"),
         (lambda: kl.CeilPooling2D(3, 2, mode="median"), "mode='median'"),
         (lambda: kl.LocalResponseNormalization(local_size=4), "local_size=4"),
         (lambda: kl.AuxHead(3, pool="global"), "pool='global'"),
