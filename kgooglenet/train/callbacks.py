@@ -166,6 +166,22 @@ class PlotHistory(keras.callbacks.Callback):
             plot_history(read_history_csv(self.history_csv), self.plots_dir, self.title)
 
 
+def replica_callbacks(strategy) -> list:
+    """`BatchNormSync` when `strategy` has several replicas (they then share BatchNorm statistics), else nothing.
+    Runs first at each epoch end, so checkpoints and validation see the averaged statistics."""
+    return [BatchNormSync(strategy)] if strategy is not None and strategy.num_replicas_in_sync > 1 else []
+
+
+def schedule_callbacks(config, monitor: str) -> list:
+    """The callbacks a learning-rate schedule needs: ReduceLROnPlateau on `monitor` for schedule "plateau" (the
+    other schedules live in the optimizer)."""
+    if config.schedule != "plateau":
+        return []
+    return [keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor, mode=monitor_mode(monitor), factor=config.plateau_factor, patience=config.plateau_patience,
+        min_lr=config.min_learning_rate)]
+
+
 def make_callbacks(config, paths: RunPaths, monitor: str, *, custom_loop: bool = False, title: str | None = None,
                    strategy=None):
     """The run's callbacks, in the order they must run at each epoch end: the learning rate is logged before the CSV
@@ -176,8 +192,7 @@ def make_callbacks(config, paths: RunPaths, monitor: str, *, custom_loop: bool =
     `strategy` with several replicas adds `BatchNormSync` (first, so checkpoints hold the averaged statistics).
     """
     mode = monitor_mode(monitor)
-    callbacks = [BatchNormSync(strategy)] if strategy is not None and strategy.num_replicas_in_sync > 1 else []
-    callbacks += [
+    callbacks = replica_callbacks(strategy) + [
         LearningRateLogger(),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(paths.history_csv, append=True),
@@ -188,10 +203,7 @@ def make_callbacks(config, paths: RunPaths, monitor: str, *, custom_loop: bool =
         ),
         keras.callbacks.ModelCheckpoint(paths.last, save_weights_only=True),
     ]
-    if config.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode=mode, factor=config.plateau_factor, patience=config.plateau_patience,
-            min_lr=config.min_learning_rate))
+    callbacks += schedule_callbacks(config, monitor)
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=config.early_stopping_patience,

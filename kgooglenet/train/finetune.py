@@ -22,6 +22,7 @@ import logging
 
 import keras
 
+from kgooglenet.layers import AuxHead
 from kgooglenet.model import GoogLeNet
 from kgooglenet.weights.cache import resolve_weights
 
@@ -41,7 +42,8 @@ class LoadReport:
     source_classes: int  # class count of the file's main classifier
     source_aux_heads: bool  # whether the file holds aux heads
     copied: list  # layer names whose weights were copied
-    reinitialized: list  # layer names left at their fresh initialization (classifiers of another shape, aux heads the file lacks)
+    reinitialized: list  # what keeps its fresh initialization: classifiers of another shape ("classifier",
+    # "aux1_head/classifier": an aux head keeps its pretrained conv and FC) and aux heads the file lacks ("aux1_head")
 
 
 def inspect_weights_file(path: str) -> tuple[int, bool]:
@@ -95,7 +97,13 @@ def load_pretrained(model: keras.Model, weights: str, variant: str, width: float
         src = source_layers.get(layer.name)
         same = src is not None and [w.shape for w in src.weights] == [w.shape for w in layer.weights]
         if layer.name in CLASSIFIER_LAYERS and not same:
-            reinitialized.append(layer.name)
+            if isinstance(layer, AuxHead) and isinstance(src, AuxHead):  # keep its conv and hidden FC
+                for part in ("conv", "fc"):
+                    getattr(layer, part).set_weights(getattr(src, part).get_weights())
+                copied += [f"{layer.name}/conv", f"{layer.name}/fc"]
+                reinitialized.append(f"{layer.name}/classifier")
+            else:
+                reinitialized.append(layer.name)
             continue
         if not same:
             raise ValueError(

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from kgooglenet.data import make_datasets
 from kgooglenet.train import TrainConfig, build_model_and_compile
-from kgooglenet.train.callbacks import BatchNormSync, monitor_mode
+from kgooglenet.train.callbacks import monitor_mode, replica_callbacks, schedule_callbacks
 from kgooglenet.train.loop import prepare_datasets, resolve_num_classes
 from kgooglenet.tune.config import TuneConfig, objective_name
 from kgooglenet.tune.reports import TuneResult, write_reports
@@ -127,14 +127,9 @@ class GoogLeNetHyperModel(kt.HyperModel):
         train_ds, val_ds = prepare_datasets(config, make_datasets(config.data), num_classes)  # train repeats
         mode = monitor_mode(self.objective)
         guard = _NaNGuard()
-        callbacks = list(callbacks or []) + [guard]
-        strategy = model.distribute_strategy
-        if strategy.num_replicas_in_sync > 1:
-            callbacks.insert(0, BatchNormSync(strategy))  # as in training: replicas share BN statistics
-        if config.schedule == "plateau":
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(
-                monitor=self.objective, mode=mode, factor=config.plateau_factor, patience=config.plateau_patience,
-                min_lr=config.min_learning_rate))
+        # as in training: replicas share BatchNorm statistics, and the plateau schedule watches the objective
+        callbacks = (replica_callbacks(model.distribute_strategy) + list(callbacks or []) + [guard]
+                     + schedule_callbacks(config, self.objective))
         if self.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=self.objective, mode=mode, patience=self.early_stopping_patience))
