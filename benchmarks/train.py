@@ -18,7 +18,8 @@ after ConvBlock moved to TF's fused BatchNorm kernel (kgooglenet.layers.FusedBat
     mixed_bfloat16  Keras BatchNormalization 23.9 img/s (2.3 GB)       fused 31.7 img/s (2.0 GB)   torch 27.2 img/s
                     ratio 0.88x -> about 1.17x
     (the fused column: `--no-torch --steps 6` with the committed layer; a monkey-patched run measured 19.5-20.0 and
-    33.2; re-run both sides together for exact ratios)
+    33.2.) Both sides in one run of this script (2026-11-22, default steps): float32 keras 19.2 img/s (2.6 GB) vs
+    torch 15.9 (2.6 GB), 1.21x; mixed_bfloat16 keras 32.8 (2.0 GB) vs torch 28.1 (1.8 GB), 1.17x.
 Keras 3's own BatchNormalization is unfused (moments + tf.nn.batch_normalization as separate ops) and under
 mixed_bfloat16 casts every activation to float32 and back around each of the 59 BatchNorms; the fused kernel is
 bfloat16-native in oneDNN. The aux heads (adaptive-pool einsum) cost 2-4%; the ceil-mode pools use TF's native

@@ -13,14 +13,17 @@ needs only TensorFlow:
     out["probabilities"], out["top_k_indices"], out["top_k_scores"], out["top_k_names"]
 
 Speed: by default the served model is `optimize_for_inference(model)`: BatchNorm folded into the preceding
-convolutions (conv weights scaled, a bias added: the same function, fewer ops), optionally in bfloat16
+convolutions (conv weights scaled, a bias added: the same function, fewer ops), the preprocessing divisor folded into
+conv1, the modules before a pool pooling their branches before concatenating, optionally in bfloat16
 (`dtype="bfloat16"`: weights and activations bfloat16, preprocessing and softmax float32; fast on CPUs with AVX512-BF16
 / AMX and on TPUs/GPUs, up to about 1e-2 absolute error in the probabilities). Measured on an idle 2-core AVX512-BF16
-CPU at batch 32 (benchmarks/infer.py): `model.export` 58.0 img/s, the folded float32 SavedModel 61.9 (+7%), the
-bfloat16 SavedModel 117.9 (2.0x), `export_onnx(channels_first=True)` in ONNX Runtime 70.5, and ONNX Runtime on
-torchvision's googlenet 71.1. Tried and dropped: XLA
-(`jit_compile`, slower on CPU), merging each module's three input 1x1 convolutions into one (slower with oneDNN),
-freezing variables into constants (2x slower through the wrapped graph).
+CPU at batch 32 (benchmarks/infer.py, 11 paired rounds): `model.export` 61.7 img/s, the optimized float32 SavedModel
+63.9, the bfloat16 SavedModel 115.4 (1.64x ONNX Runtime float32), `export_onnx(channels_first=True)` in ONNX Runtime
+70.7 and ONNX Runtime on torchvision's googlenet 70.4 (1.00x: parity; both run the same convolutions at this CPU's
+float32 peak, see the benchmark). Tried and dropped: XLA (`jit_compile`, slower on CPU), merging each module's three
+input 1x1 convolutions into one (slower with oneDNN, and with ONNX Runtime whose blocked layout does not cover the
+Split), freezing variables into constants (2x slower through the wrapped graph), OpenVINO 2026.4 as the float32
+runtime (0.95x ONNX Runtime).
 """
 
 from __future__ import annotations
