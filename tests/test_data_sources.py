@@ -13,6 +13,7 @@ from kgooglenet.data import (
     make_dataset,
     make_datasets,
     stratified_split,
+    validation_images,
 )
 
 
@@ -130,6 +131,18 @@ def test_folder_source_skips_bad_files(tmp_path):
     assert n_train + n_val == len(files) - 2
     x, y = _first(b.train)[0]
     assert x.shape == (4, 24, 24, 3) and x.dtype == np.float32 and y.dtype == np.int32
+
+
+def test_validation_images_keep_their_size(tmp_path):
+    root = make_image_folder(tmp_path / "imgs", classes=2, per_class=5, size=(48, 64))
+    cfg = DataConfig(source="folder", path=root, image_size=24, val_split=0.4, seed=0)
+    ds, names, size = validation_images(cfg)
+    items = [(x.numpy(), int(y)) for x, y in ds]
+    assert names == ["cls_a", "cls_b"] and len(items) == size == make_datasets(cfg).val_size == 4
+    assert all(x.shape == (48, 64, 3) and x.dtype == np.uint8 for x, _ in items)
+    assert sorted(y for _, y in items) == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="val_split=0"):
+        validation_images(DataConfig(val_split=0.0))
 
 
 def test_folder_errors(tmp_path):

@@ -198,6 +198,9 @@ def test_evaluate_from_data_config(tiny):
     r10 = evaluate(tiny, config, crops=10, progress=False)
     assert r1.num_examples == r10.num_examples == 10
     assert r1.class_names[3] == "c3" and r10.crops == 10
+    # multi-crop sees the whole 36x44 images, as when they are passed directly
+    direct = evaluate(tiny, (images[:10], labels[:10]), crops=10, progress=False)
+    np.testing.assert_array_equal(r10.confusion, direct.confusion)
 
 
 def test_confusion_plot_many_classes(tmp_path, rng):

@@ -23,6 +23,7 @@ from kgooglenet.data.sources import (
     make_datasets,
     stratified_split,
     tfds_builder,
+    validation_images,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "read_prepared",
     "stratified_split",
     "tfds_builder",
+    "validation_images",
 ]

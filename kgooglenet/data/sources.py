@@ -476,6 +476,35 @@ def make_dataset(config: DataConfig, split: str = "train", *, training: bool | N
     return _build_split(source, augment, config, split, training, input_context)
 
 
+def validation_images(config: DataConfig) -> tuple[tf.data.Dataset, list[str], int]:
+    """The validation split as it is stored: unbatched `(RGB image [H, W, 3] of its own size, uint8 or float in
+    [0, 255], int32 label)`, no resize or crop; for evaluations that crop the full image themselves (the paper's
+    10 and 144 crops). Unreadable files are skipped with a warning when `config.ignore_errors`.
+
+    Returns:
+        (dataset, class names, number of images).
+
+    Raises:
+        ValueError: the source has no validation split (val_split=0).
+    """
+    source, _ = _prepare(config)
+    if source.val is None:
+        raise ValueError(f"the DataConfig has no validation split (val_split={config.val_split})")
+    split = source.val
+    ds, _ = split.make(None, False)
+    if source.extra.get("read_files", False):
+        ds = ds.map(lambda f, y: (tf.io.read_file(f), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def decode(x, y):
+        image = aug_ops.decode_image(x) if split.encoded else aug_ops.to_rgb(x)
+        return image, tf.cast(y, tf.int32)
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if split.may_fail and config.ignore_errors:
+        ds = ds.ignore_errors(log_warning=True)
+    return ds, list(source.class_names), int(split.size)
+
+
 def make_datasets(config: DataConfig, input_context: tf.distribute.InputContext | None = None) -> DatasetBundle:
     """Train and val datasets plus sizes and class names (see `DatasetBundle`).
 

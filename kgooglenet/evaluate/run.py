@@ -9,7 +9,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from kgooglenet.evaluate.crops import crop_count, multi_crop, scheme_scales
+from kgooglenet.evaluate.crops import crop_count, multi_crop
 from kgooglenet.evaluate.ensemble import Ensemble
 from kgooglenet.evaluate.report import EvaluationResult
 
@@ -38,18 +38,14 @@ def _from_config(config, crops: int, size: int):
     """The validation dataset, class names and size of a `kgooglenet.data.DataConfig`.
 
     crops == 1: the pipeline's own evaluation transform (shorter side image_size / crop_fraction, center crop).
-    crops > 1: the pipeline's validation images at the scheme's largest scale with crop_fraction 1.0, i.e. the
-    central square of each image; the multi-crop scheme runs on that square (the left/right squares of the 144
-    scheme then coincide with the center one). For the paper's exact protocol pass full images instead, e.g.
-    `image_files_dataset(*kgooglenet.data.list_image_folder(path)[:2])` or a TFDS split loaded with as_supervised.
+    crops > 1: the validation images at their own size (`kgooglenet.data.validation_images`), so the multi-crop
+    scheme sees whole images: the left/center/right squares of the 144 crops are distinct, as in the paper.
     """
-    from kgooglenet.data import make_datasets
+    from kgooglenet.data import make_datasets, validation_images
 
-    if crops == 1:
-        cfg = dataclasses.replace(config, image_size=size)
-    else:
-        cfg = dataclasses.replace(config, image_size=max(scheme_scales(crops, size)), crop_fraction=1.0)
-    bundle = make_datasets(cfg)
+    if crops > 1:
+        return validation_images(config)
+    bundle = make_datasets(dataclasses.replace(config, image_size=size))
     if bundle.val is None:
         raise ValueError(f"`data`: the DataConfig has no validation split (val_split={config.val_split})")
     return bundle.val, list(bundle.class_names), int(bundle.val_size)
