@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 
 import keras
 
@@ -83,12 +84,15 @@ def load_pretrained(model: keras.Model, weights: str, variant: str, width: float
     source = GoogLeNet(variant, num_classes=num_classes, aux_heads=aux, width=width, input_shape=shape,
                        preprocessing=None)
     try:
-        source.load_weights(resolved.path)
+        with warnings.catch_warnings(record=True) as caught:  # Keras warns before failing; our error says more
+            source.load_weights(resolved.path)
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise ValueError(
             f"weights: {resolved.path!r} does not fit GoogLeNet(variant={variant!r}, width={width!r}, "
             f"num_classes={num_classes}, aux_heads={aux}): {e}"
         ) from e
+    for warning in caught:  # a load that worked keeps its warnings
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     source_layers = {layer.name: layer for layer in source.layers}
     copied, reinitialized = [], []
     for layer in model.layers:
