@@ -115,13 +115,8 @@ def read_class_names(path) -> list[str]:
 
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet class names (first synonym), in the class order of the ImageNet models."""
-    try:
-        from kgooglenet.weights.imagenet import class_index
-    except ImportError:  # pragma: no cover - the Weights package ships it; fall back to the shared asset
-        here = os.path.dirname(os.path.abspath(__file__))
-        tsv = os.path.join(here, "..", "..", "shared", "assets", "imagenet", "imagenet1k_class_index.tsv")
-        with open(tsv, encoding="utf-8") as f:
-            return [line.rstrip("\n").split("\t")[2].split(",")[0].strip() for line in f if line.strip()]
+    from kgooglenet.weights.imagenet import class_index
+
     return [c.name for c in class_index()]
 
 

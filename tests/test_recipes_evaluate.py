@@ -1,0 +1,62 @@
+"""recipes/evaluate_imagenet.py runs end to end on a stand-in for the ILSVRC2012 validation folder (1000 WordNet-id
+subfolders of small non-square photos) with a random-weight "imagenet-torchvision" set installed under a temporary
+KERAS_HOME, and gives what `evaluate` gives on the same files."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from kgooglenet import GoogLeNet, inference_model
+from kgooglenet.evaluate import evaluate, image_files_dataset
+from kgooglenet.weights.conversion import save_converted
+from kgooglenet.weights.imagenet import class_index
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def imagenet_folder(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("ILSVRC2012_val")
+    rng = np.random.default_rng(0)
+    for k, entry in enumerate(class_index()):
+        os.makedirs(root / entry.wnid)
+        size = (40, 30) if k % 2 else (30, 40)  # landscape and portrait
+        pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / entry.wnid / f"ILSVRC2012_val_{k:08d}.JPEG", quality=90)
+    return str(root)
+
+
+def test_evaluate_imagenet_recipe_on_a_stand_in_folder(imagenet_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    model = GoogLeNet("bn", preprocessing="torchvision")  # random weights in torchvision's layout
+    out = str(tmp_path / "googlenet_torchvision.weights.h5")
+    save_converted(model, out, source="torchvision", input_path=__file__, variant="bn", preprocessing="torchvision",
+                   num_classes=1000, aux_heads=False, install_name="imagenet-torchvision")
+
+    spec = importlib.util.spec_from_file_location("recipes_evaluate_imagenet",
+                                                  os.path.join(ROOT, "recipes", "evaluate_imagenet.py"))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    out_dir = str(tmp_path / "runs")
+    results = recipe.main(["--folder", imagenet_folder, "--weights", "imagenet-torchvision", "imagenet-caffe",
+                           "--crops", "1", "10", "--limit", "3", "--out-dir", out_dir])
+    printed = capsys.readouterr().out
+    assert "skipping imagenet-caffe" in printed  # not installed: reported, the others still run
+    assert [(r.name, r.crops, r.num_examples) for r in results] == [
+        ("imagenet-torchvision", 1, 3), ("imagenet-torchvision", 10, 3)]
+    assert results[0].class_names[1] == class_index()[1].name
+    with open(os.path.join(out_dir, "imagenet-torchvision_x10", "metrics.json")) as f:
+        assert json.load(f)["num_examples"] == 3
+
+    # the same numbers as evaluating the first three files (classes 0, 1, 2) directly
+    files = [os.path.join(imagenet_folder, class_index()[k].wnid, f"ILSVRC2012_val_{k:08d}.JPEG") for k in range(3)]
+    reference = inference_model(model)
+    for result in results:
+        direct = evaluate(reference, image_files_dataset(files, [0, 1, 2]), crops=result.crops, progress=False)
+        np.testing.assert_array_equal(result.confusion, direct.confusion)
+        assert result.top5 == direct.top5
