@@ -22,9 +22,11 @@ on their values):
   ort-torchvision  ONNX Runtime on `torch.onnx.export` of torchvision's googlenet: the reference (1.00x)
 
 Method: every path gets warm-up calls, then `--rounds` rounds; in each round every in-process path times one batch
-right after ONNX Runtime times one (with a short rest before each, so no runtime's spinning threads slow the next), and "vs ORT" is the median over rounds of these paired ratios (robust when other
-work on the machine comes and goes); "img/s" is the median, "best" the fastest round. The torch rows come from a
-subprocess that runs its own rounds after ours, their ratio is to ORT's median (compare with care on a busy machine).
+next to one timed by ONNX Runtime (ONNX Runtime first in even rounds, second in odd ones; a short rest before each, so
+no runtime's spinning threads slow the next), and "vs ORT" is the median over rounds of these paired ratios (robust
+when other work on the machine comes and goes); "img/s" is the median, "best" the fastest round. The torch rows come
+from a subprocess that runs its own rounds after ours, their ratio is to ORT's median (compare with care on a busy
+machine).
 Both models have He-normal convolutions, so no activations underflow to (slow) denormals on either side.
 Targets on this CPU: the fastest float32 path >= 1.0x ONNX Runtime float32, bfloat16 >= 1.5x it.
 
@@ -32,7 +34,8 @@ Measured (2-core AMD EPYC with AVX512-BF16, TF 2.21, ORT 1.31, torch 2.14), idle
 11 rounds (img/s, paired ratio vs ORT fp32): ort-torchvision 70.4; keras 61.7 (0.89x) / bf16 105.3 (1.50x);
 savedmodel-plain (model.export) 61.7 (0.88x); savedmodel 63.9 (0.90x) / bf16 115.4 (1.64x); onnx 69.3 (0.99x);
 onnx-nchw 70.7 (1.00x, 1.005 exactly; 1.001-1.010 in 40-round runs of the two ONNX files alone); tflite 61.2 (0.86x);
-torch channels_last 47.3 (0.67x) / bf16 76.9 (1.09x).
+torch channels_last 47.3 (0.67x) / bf16 76.9 (1.09x). A second run, with the order of each pair alternating:
+onnx-nchw 1.01x, savedmodel 0.91x / bf16 1.68x.
 So bfloat16 meets its target (1.64x) and the fastest float32 path meets its own at parity, which is as far as float32
 goes here: ONNX Runtime runs both exports' 57 convolutions (94% of its time) at 180-243 GFLOP/s (most above 200), at
 or above this CPU's practical float32 peak (OpenBLAS SGEMM 4096^3 on the same 2 cores: 205 GFLOP/s), so a runtime
@@ -243,12 +246,17 @@ def main(argv=None):
             for key, fn in paths.items():
                 if key == ref_key:
                     continue
-                if ref_key in paths:
-                    ref_rate = rate(paths[ref_key])
-                    rates[ref_key].append(ref_rate)
-                rates[key].append(rate(fn))
-                if ref_key in paths:
-                    paired[key].append(rates[key][-1] / ref_rate)
+                if ref_key not in paths:
+                    rates[key].append(rate(fn))
+                    continue
+                # the reference first in even rounds, second in odd ones: neither side always gets the rested core
+                if r % 2 == 0:
+                    ref_rate, path_rate = rate(paths[ref_key]), rate(fn)
+                else:
+                    path_rate, ref_rate = rate(fn), rate(paths[ref_key])
+                rates[ref_key].append(ref_rate)
+                rates[key].append(path_rate)
+                paired[key].append(path_rate / ref_rate)
             print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
                 f"{k[0]}/{k[1][:4]} {v[-1]:.1f}" for k, v in rates.items() if v), flush=True)
         cpu_end, wall = _cpu_seconds(), time.perf_counter() - wall_start
