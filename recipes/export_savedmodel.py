@@ -8,7 +8,11 @@ imagenet-torchvision) with --variant/--num-classes/--width, or by default the qu
 Run:
     python recipes/export_savedmodel.py
     python recipes/export_savedmodel.py --weights imagenet-torchvision --name googlenet_imagenet --dtype bfloat16
+    python recipes/export_savedmodel.py --onnx-nchw      # model.onnx takes NCHW, like torchvision's exports
     saved_model_cli show --dir saved_models/googlenet_digits/1 --all
+
+Fastest on a CPU (benchmarks/infer.py): in float32, model.onnx with --onnx-nchw in ONNX Runtime (1.00-1.01x ONNX
+Runtime on torchvision's own export); with AVX512-BF16 or AMX, the --dtype bfloat16 SavedModel (1.64-1.68x).
 
 Expected (about 1 minute): saved_models/<name>/<version>/ (the next free version) with saved_model.pb and
 kgooglenet_export.json, saved_models/<name>/exports/{model.keras, model.tflite, model.onnx (if tf2onnx is
@@ -68,6 +72,8 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--no-extras", action="store_true", help="SavedModel only (no .keras/TFLite/ONNX)")
+    p.add_argument("--onnx-nchw", action="store_true",
+                   help="model.onnx takes (B, 3, S, S) images (still RGB in [0, 255]): no input transpose in the runtime")
     args = p.parse_args(argv)
 
     import tensorflow as tf
@@ -84,7 +90,7 @@ def main(argv=None):
         files["keras"] = export_keras(model, os.path.join(extras, "model.keras"))
         files["tflite"] = export_tflite(model, os.path.join(extras, "model.tflite"))
         try:
-            files["onnx"] = export_onnx(model, os.path.join(extras, "model.onnx"))
+            files["onnx"] = export_onnx(model, os.path.join(extras, "model.onnx"), channels_first=args.onnx_nchw)
         except ImportError as e:
             print(f"ONNX: skipped ({e})")
         for kind, f in files.items():

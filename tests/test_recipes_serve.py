@@ -1,6 +1,8 @@
-"""recipes/evaluate_imagenet.py runs end to end on a stand-in for the ILSVRC2012 validation folder (1000 WordNet-id
-subfolders of small non-square photos) with a random-weight "imagenet-torchvision" set installed under a temporary
-KERAS_HOME, and gives what `evaluate` gives on the same files."""
+"""The evaluation and export recipes run as documented.
+
+recipes/evaluate_imagenet.py on a stand-in for the ILSVRC2012 validation folder (1000 WordNet-id subfolders of small
+non-square photos) with a random-weight "imagenet-torchvision" set installed under a temporary KERAS_HOME gives what
+`evaluate` gives on the same files; recipes/export_savedmodel.py writes the SavedModel and the three other formats."""
 
 import importlib.util
 import json
@@ -15,6 +17,13 @@ from kgooglenet.weights.conversion import save_converted
 from kgooglenet.weights.imagenet import class_index
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def recipe(name):
+    spec = importlib.util.spec_from_file_location(f"recipes_{name}", os.path.join(ROOT, "recipes", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +47,8 @@ def test_evaluate_imagenet_recipe_on_a_stand_in_folder(imagenet_folder, tmp_path
     save_converted(model, out, source="torchvision", input_path=__file__, variant="bn", preprocessing="torchvision",
                    num_classes=1000, aux_heads=False, install_name="imagenet-torchvision")
 
-    spec = importlib.util.spec_from_file_location("recipes_evaluate_imagenet",
-                                                  os.path.join(ROOT, "recipes", "evaluate_imagenet.py"))
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
     out_dir = str(tmp_path / "runs")
-    results = recipe.main(["--folder", imagenet_folder, "--weights", "imagenet-torchvision", "imagenet-caffe",
+    results = recipe("evaluate_imagenet").main(["--folder", imagenet_folder, "--weights", "imagenet-torchvision", "imagenet-caffe",
                            "--crops", "1", "10", "--limit", "3", "--out-dir", out_dir])
     printed = capsys.readouterr().out
     assert "skipping imagenet-caffe" in printed  # not installed: reported, the others still run
@@ -60,3 +65,21 @@ def test_evaluate_imagenet_recipe_on_a_stand_in_folder(imagenet_folder, tmp_path
         direct = evaluate(reference, image_files_dataset(files, [0, 1, 2]), crops=result.crops, progress=False)
         np.testing.assert_array_equal(result.confusion, direct.confusion)
         assert result.top5 == direct.top5
+
+
+def test_export_recipe_writes_every_format(tmp_path):
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    model = GoogLeNet("cifar", num_classes=10, width=0.125)
+    model.save(tmp_path / "tiny.keras")
+    out = recipe("export_savedmodel").main(["--model", str(tmp_path / "tiny.keras"), "--export-dir",
+                                            str(tmp_path / "saved_models"), "--name", "tiny", "--top-k", "3",
+                                            "--onnx-nchw"])
+    assert out["saved_model"] == str(tmp_path / "saved_models" / "tiny" / "1")
+    assert set(tf.saved_model.load(out["saved_model"]).signatures) == {"serving_default", "serving_bytes"}
+    for kind in ("keras", "tflite", "onnx"):
+        assert os.path.getsize(out[kind]) > 100_000, kind
+    session = ort.InferenceSession(out["onnx"], providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [3, 32, 32]  # --onnx-nchw
+    assert len(out["top"]) == 3
