@@ -7,14 +7,15 @@ digits validation split (360 images), as a single model with 1 and 10 crops, wit
 
 Run:
     python recipes/evaluate.py                                    # 1 and 10 crops, about 1 minute
-    python recipes/evaluate.py --crops 1 10 144                   # + the paper's 144 crops, about 9 minutes
+    python recipes/evaluate.py --crops 1 10 144                   # + the paper's 144 crops, about 6 minutes
     python recipes/evaluate.py --model runs/x/model.keras --folder images/ --crops 1 10   # any trained model
 
-Expected (2-core CPU, measured on a quickstart run): top-1 0.978 (1 crop), 0.989 with the aux heads averaged in,
-0.981 for the 2-checkpoint ensemble; 10 crops score LOWER on digits (0.93 single, 0.97 with aux heads): the corner
-crops cut strokes off these small centered digits, and 144 crops lower still (0.77), unlike on ImageNet photos
-(see recipes/evaluate_imagenet.py). Writes runs/evaluate/<row>/{metrics.json, per_class.csv, most_confused.csv,
-confusion.png} and prints a Table-3-style summary with the cost (models x crops) of each row.
+Expected (2-core CPU, measured on a quickstart run): top-1 0.981 (1 crop), 0.978 with the aux heads averaged in, 0.983
+for the 2-checkpoint ensemble; 10 crops score LOWER on digits (0.925 single, 0.947 with aux heads, 0.942 ensemble):
+the corner crops cut strokes off these small centered digits, and 144 crops lower still (0.76, 0.82, 0.82; about 5
+minutes for the three rows), unlike on ImageNet photos (see recipes/evaluate_imagenet.py). Writes
+runs/evaluate/<row>/{metrics.json, per_class.csv, most_confused.csv, confusion.png} and prints a Table-3-style summary
+with the cost (models x crops) of each row.
 """
 
 from __future__ import annotations
