@@ -1,23 +1,26 @@
-"""Export a GoogLeNet for serving: a TF Serving SavedModel (float-image and encoded-bytes signatures, aux heads
-dropped, preprocessing inside), plus `.keras`, TFLite and ONNX files, each checked against the Keras model.
+"""Export a trained GoogLeNet for serving: a TF Serving SavedModel (float-image and encoded-bytes signatures, aux
+heads dropped, preprocessing inside), plus `.keras`, TFLite and ONNX files, each checked against the Keras model.
 
-Which model: --model a .keras file, or --weights (a .weights.h5 file or a named ImageNet set such as
-imagenet-torchvision) with --variant/--num-classes/--width, or by default the quickstart's best checkpoint
-(runs/quickstart), or, when there is none, a randomly initialized GoogLeNet("bn") (only to show the layout).
+Which model: --model (also spelled --run-dir or --weights) takes a training run directory or its .keras file (the
+class names and the trained input size come with it: nothing else to pass), or a named ImageNet weight set such as
+imagenet-torchvision. Default: the quickstart's run, runs/quickstart.
 
 Run:
-    python recipes/export_savedmodel.py
-    python recipes/export_savedmodel.py --weights imagenet-torchvision --name googlenet_imagenet --dtype bfloat16
+    python recipes/quickstart.py && python recipes/export_savedmodel.py       # saved_models/quickstart/1/
+    python recipes/export_savedmodel.py --model runs/flowers --dtype bfloat16
+    python recipes/export_savedmodel.py --weights imagenet-torchvision --name googlenet_imagenet
     python recipes/export_savedmodel.py --onnx-nchw      # model.onnx takes NCHW, like torchvision's exports
-    saved_model_cli show --dir saved_models/googlenet_digits/1 --all
+    saved_model_cli show --dir saved_models/quickstart/1 --all
 
 Fastest on a CPU (benchmarks/infer.py): in float32, model.onnx with --onnx-nchw in ONNX Runtime (1.00-1.01x ONNX
 Runtime on torchvision's own export); with AVX512-BF16 or AMX, the --dtype bfloat16 SavedModel (1.64-1.68x).
 
-Expected (about 1 minute): saved_models/<name>/<version>/ (the next free version) with saved_model.pb and
-kgooglenet_export.json, saved_models/<name>/exports/{model.keras, model.tflite, model.onnx (if tf2onnx is
-installed)}, then a prediction through the "serving_bytes" signature of a JPEG made here, loaded with
-tf.saved_model.load (no kgooglenet code involved), and the same top class as the Keras model.
+Expected (about 1 minute): saved_models/<name>/<version>/ (the next free version; <name> defaults to the run
+directory's name) with saved_model.pb and kgooglenet_export.json (the run's class names and trained size),
+saved_models/<name>/exports/{model.keras (self-describing), model.tflite (any batch), model.onnx (ONNX Runtime and
+OpenCV's DNN, any batch)}, then a prediction through the "serving_bytes" signature of a JPEG made here, loaded with
+tf.saved_model.load (no kgooglenet code involved). Every file appears whole or not at all (written aside, verified,
+renamed into place).
 """
 
 from __future__ import annotations
@@ -29,75 +32,54 @@ import sys
 import numpy as np
 
 
-def load_source_model(args):
-    """(model, class_names, name) from the command line (see the module docstring)."""
-    import keras
-
-    from kgooglenet import GoogLeNet
-    from kgooglenet.predict import load_model, read_class_names
-
-    names = read_class_names(args.classes) if args.classes else None
-    if args.model:
-        return keras.saving.load_model(args.model), names, args.name or "googlenet"
-    if args.weights:
-        model = load_model(args.weights, args.variant, args.num_classes or (len(names) if names else None),
-                           args.width)
-        return model, names, args.name or f"googlenet_{args.variant}"
-    config_path = os.path.join(args.run_dir, "config.json")
-    best = os.path.join(args.run_dir, "checkpoints", "best.weights.h5")
-    if os.path.isfile(config_path) and os.path.isfile(best):
-        from kgooglenet.train import TrainConfig
-        from kgooglenet.train.loop import build_model_and_compile
-
-        model = build_model_and_compile(TrainConfig.from_json(config_path), num_classes=10)
-        model.load_weights(best)
-        return model, names or [str(i) for i in range(10)], args.name or "googlenet_digits"
-    print(f"no --model/--weights and no quickstart run in {args.run_dir!r}: exporting a RANDOMLY initialized "
-          "GoogLeNet('bn') to show the layout (its predictions mean nothing)")
-    return GoogLeNet("bn"), names, args.name or "googlenet_bn_random"
-
-
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="a .keras model")
-    p.add_argument("--weights", default=None, help="a .weights.h5 file or a named set (imagenet-torchvision, ...)")
-    p.add_argument("--variant", default="bn", choices=["bn", "paper", "cifar"])
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--classes", default=None, help="categories.csv (class_name,class_id) for the top-k names")
-    p.add_argument("--run-dir", default="runs/quickstart")
+    p.add_argument("--model", "--run-dir", "--weights", dest="model", default="runs/quickstart",
+                   metavar="RUN_DIR_OR_FILE",
+                   help="a training run directory, a .keras model file, or a named ImageNet weight set "
+                   "(imagenet-torchvision, imagenet-caffe) or converted .weights.h5 (default: runs/quickstart)")
     p.add_argument("--export-dir", default="saved_models")
-    p.add_argument("--name", default=None, help="saved_models/<name>/<version>/")
+    p.add_argument("--name", default=None, help="saved_models/<name>/<version>/ (default: the run directory's name)")
     p.add_argument("--version", type=int, default=None, help="default: the next free integer")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--no-extras", action="store_true", help="SavedModel only (no .keras/TFLite/ONNX)")
     p.add_argument("--onnx-nchw", action="store_true",
                    help="model.onnx takes (B, 3, S, S) images (still RGB in [0, 255]): no input transpose in the runtime")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
 
     import tensorflow as tf
 
-    from kgooglenet.export import export_keras, export_onnx, export_savedmodel, export_tflite
+    from kgooglenet.export import export_keras, export_name, export_onnx, export_savedmodel, export_tflite, load_source
 
-    model, class_names, name = load_source_model(args)
-    path = export_savedmodel(model, args.export_dir, name=name, version=args.version, class_names=class_names,
-                             top_k=args.top_k, dtype=args.dtype)
-    print(f"SavedModel: {path} (verified against the Keras model)")
+    try:
+        model, info = load_source(args.model)
+    except (OSError, ValueError) as e:  # a missing or odd input: one line, no traceback
+        parser.error(f"--model: {e}")
+    name = args.name or export_name(args.model)
+    path = export_savedmodel(model, args.export_dir, name=name, version=args.version, top_k=args.top_k,
+                             dtype=args.dtype, info=info)
+    print(f"SavedModel: {path} ({len(info.class_names)} classes, {info.image_size}px; verified against the Keras model)")
     files = {}
     if not args.no_extras:
         extras = os.path.join(args.export_dir, name, "exports")
-        files["keras"] = export_keras(model, os.path.join(extras, "model.keras"))
-        files["tflite"] = export_tflite(model, os.path.join(extras, "model.tflite"))
+        files["keras"] = export_keras(model, os.path.join(extras, "model.keras"), info=info)
+        files["tflite"] = export_tflite(model, os.path.join(extras, "model.tflite"), info=info)
         try:
-            files["onnx"] = export_onnx(model, os.path.join(extras, "model.onnx"), channels_first=args.onnx_nchw)
+            files["onnx"] = export_onnx(model, os.path.join(extras, "model.onnx"), channels_first=args.onnx_nchw,
+                                        info=info)
         except ImportError as e:
             print(f"ONNX: skipped ({e})")
         for kind, f in files.items():
             print(f"{kind:7s} {f} (verified against the Keras model)")
 
     # Serve one JPEG through the bytes signature, the way a TF-only client would.
-    size = model.inputs[0].shape[1] or 224
+    size = info.image_size or model.inputs[0].shape[1] or 224
     yy, xx = np.mgrid[0 : size + 40, 0 : size + 80]
     photo = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
     jpeg = tf.io.encode_jpeg(photo).numpy()
