@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         print("  summary   the paper's Table 1 (layers, sizes, params, multiply-adds) for a variant")
         print("  convert   convert Caffe / torchvision ImageNet weights to a Keras .weights.h5")
         print("  prepare   image folder -> sharded TFRecords + stats")
-        print("  predict   top-k classes for image files")
+        print("  predict   top-k classes for image files: predict --model RUN_DIR_OR_FILE IMAGE_OR_DIR...")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "summary":

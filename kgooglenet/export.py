@@ -753,11 +753,16 @@ def export_tflite(model, path, dtype="float32", image_size=None, verify=True, in
     return atomic_write(path, write)
 
 
+def tflite_interpreter(path, num_threads=None):
+    """A `tf.lite.Interpreter` for a .tflite file, without its deprecation notice (ai_edge_litert is its successor)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return tf.lite.Interpreter(model_path=os.fspath(path), num_threads=num_threads or os.cpu_count())
+
+
 def tflite_runner(path, batch_size=1, num_threads=None):
     """A function images (B, S, S, 3) float32 -> probabilities (B, C) running a .tflite file (XNNPACK delegate)."""
-    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice (ai_edge_litert is its successor)
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = tf.lite.Interpreter(model_path=os.fspath(path), num_threads=num_threads or os.cpu_count())
+    interpreter = tflite_interpreter(path, num_threads)
     inp = interpreter.get_input_details()[0]
     shape = list(inp["shape"])
     shape[0] = batch_size

@@ -1,8 +1,11 @@
-"""Tests of kgooglenet.export: SavedModel signatures (also loaded without kgooglenet), bad bytes, .keras, TFLite, ONNX."""
+"""Tests of kgooglenet.export: SavedModel signatures (also loaded without kgooglenet), bad bytes, .keras, TFLite, ONNX;
+exports of a run directory (its classes, its trained size), atomic writes under SIGKILL, OpenCV's DNN at batch 8."""
 
+import ast
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +17,9 @@ import tensorflow as tf
 
 from kgooglenet import GoogLeNet
 from kgooglenet.export import (
+    BYTES_EXIF,
+    EXPORT_INFO_FILE,
+    KILL_AT_ENV,
     SIGNATURE_BYTES,
     SIGNATURE_FLOAT,
     export_keras,
@@ -22,7 +28,11 @@ from kgooglenet.export import (
     export_tflite,
     next_version,
     optimize_for_inference,
+    tflite_interpreter,
 )
+from kgooglenet.saving import ModelInfo, model_info, save_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NAMES = [f"class_{i}" for i in range(10)]
 
@@ -220,19 +230,35 @@ def test_keras_and_tflite_exports(model, tmp_path, inputs):
 
     tfl = export_tflite(model, str(tmp_path / "m.tflite"))
     np.testing.assert_allclose(tflite_runner(tfl, batch_size=3)(images), ref, atol=1e-5)
+    # the batch is dynamic (shape signature -1), not fixed at 1: batch 4 against the Keras model
+    assert list(tflite_interpreter(tfl).get_input_details()[0]["shape_signature"]) == [-1, 32, 32, 3]
+    four = np.random.default_rng(4).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(tflite_runner(tfl, batch_size=4)(four), np.asarray(model(four, training=False)["main"]),
+                               atol=1e-5)
+    assert sorted(os.listdir(tmp_path)) == ["m.keras", "m.tflite"]  # no temporary file left beside them
 
 
-def test_onnx_export(model, tmp_path, inputs):
-    pytest.importorskip("tf2onnx")
-    pytest.importorskip("onnxruntime")
+def test_onnx_export_in_onnxruntime_and_opencv_at_batch_1_and_8(model, tmp_path):
+    """OpenCV's DNN used to fail at batch 2 ("Inconsistent shape for ConcatLayer" at inception_5b: a Concat of
+    squeezed (B, C) tensors) and could not import the paper variant's RGB->BGR reversal at all."""
+    import cv2
+
     from kgooglenet.export import onnx_runner
 
-    images, _, _ = inputs
-    ref = np.asarray(model(images, training=False)["main"])
-    path = export_onnx(model, str(tmp_path / "m.onnx"))
-    np.testing.assert_allclose(onnx_runner(path)(images), ref, atol=1e-5)
-    nchw = export_onnx(model, str(tmp_path / "nchw.onnx"), channels_first=True)
-    np.testing.assert_allclose(onnx_runner(nchw)(images.transpose(0, 3, 1, 2)), ref, atol=1e-5)
+    paper = GoogLeNet("paper", num_classes=5, width=0.125, input_shape=(64, 64, 3))
+    for name, net, size, nchw in [("nhwc", model, 32, False), ("nchw", model, 32, True), ("paper", paper, 64, True)]:
+        path = export_onnx(net, str(tmp_path / f"{name}.onnx"), channels_first=nchw)
+        reader = cv2.dnn.readNetFromONNX(path)
+        for batch in (1, 8):
+            x = np.random.default_rng(batch).uniform(0, 255, (batch, size, size, 3)).astype("float32")
+            ref = net(x, training=False)
+            ref = np.asarray(ref["main"] if isinstance(ref, dict) else ref)
+            feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else x
+            np.testing.assert_allclose(onnx_runner(path)(feed), ref, atol=1e-5, err_msg=f"ORT {name} batch {batch}")
+            reader.setInput(feed)
+            got = reader.forward()
+            assert got.shape == ref.shape, (name, batch, got.shape)
+            np.testing.assert_allclose(got, ref, atol=1e-5, err_msg=f"OpenCV {name} batch {batch}")
 
 
 def test_mixed_precision_model_exports_float32(tmp_path):
@@ -251,3 +277,125 @@ def test_mixed_precision_model_exports_float32(tmp_path):
     probs = tf.saved_model.load(path).signatures[SIGNATURE_FLOAT](image=tf.constant(x))["probabilities"].numpy()
     np.testing.assert_allclose(probs, np.asarray(fast(x)), atol=1e-5)
     np.testing.assert_allclose(probs, np.asarray(trained(x, training=False)["main"]), atol=3e-2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a run directory in, its classes and trained size out; clear errors for missing or odd inputs
+# ----------------------------------------------------------------------------------------------------------------
+RUN_CLASSES = ("ant", "bee", "zebra")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory as training leaves it: model.keras (aux heads, any input size) trained at 40px, 3 classes."""
+    keras.utils.set_random_seed(5)
+    trained = GoogLeNet("cifar", num_classes=3, width=0.125, aux_heads=True, input_shape=(None, None, 3))
+    folder = tmp_path_factory.mktemp("runs") / "flowers"
+    info = ModelInfo(class_names=RUN_CLASSES, image_size=40, variant="cifar", width=0.125, aux_heads=True,
+                     preprocessing="imagenet", provenance={"epoch": 2})
+    save_model(trained, str(folder / "model.keras"), info)
+    return str(folder), trained
+
+
+def test_export_of_a_run_directory_keeps_its_classes_and_trained_size(run_dir, tmp_path):
+    folder, trained = run_dir
+    path = export_savedmodel(folder, str(tmp_path))
+    assert path == str(tmp_path / "flowers" / "1")  # named after the run directory
+    meta = json.load(open(os.path.join(path, EXPORT_INFO_FILE)))
+    assert meta["class_names"] == list(RUN_CLASSES) and meta["image_size"] == 40  # not 224
+    assert meta["signatures"][SIGNATURE_BYTES]["exif"] == BYTES_EXIF and "not applied" in BYTES_EXIF
+    assert meta["source"] == folder
+    assert {k: meta["model"][k] for k in ("variant", "width", "aux_heads")} == \
+        {"variant": "cifar", "width": 0.125, "aux_heads": True}
+    loaded = tf.saved_model.load(path)
+    spec = loaded.signatures[SIGNATURE_FLOAT].structured_input_signature[1]["image"]
+    assert spec.shape.as_list() == [None, 40, 40, 3]
+    x = np.random.default_rng(6).uniform(0, 255, (2, 40, 40, 3)).astype("float32")
+    out = loaded.signatures[SIGNATURE_FLOAT](image=tf.constant(x))
+    np.testing.assert_allclose(out["probabilities"].numpy(), np.asarray(trained(x, training=False)["main"]), atol=1e-5)
+    assert set(n.decode() for n in out["top_k_names"].numpy().ravel()) <= set(RUN_CLASSES)
+    # the other formats take the run directory too, at its trained size; model.keras stays self-describing
+    keras_file = export_keras(folder, str(tmp_path / "exports" / "model.keras"))
+    assert model_info(keras_file).class_names == RUN_CLASSES
+    tfl = export_tflite(folder, str(tmp_path / "exports" / "model.tflite"), verify=False)
+    assert list(tflite_interpreter(tfl).get_input_details()[0]["shape_signature"]) == [-1, 40, 40, 3]
+
+
+def test_missing_or_odd_inputs_are_clear_errors(run_dir, tmp_path):
+    folder, trained = run_dir
+    with pytest.raises(FileNotFoundError, match="no model at .*nowhere.*run directory.*imagenet-torchvision"):
+        export_savedmodel(str(tmp_path / "nowhere"), str(tmp_path / "out"))
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty_run.*without model.keras"):
+        export_savedmodel(str(tmp_path / "empty_run"), str(tmp_path / "out"))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="notes.txt.*not a .keras model file"):
+        export_savedmodel(str(tmp_path / "notes.txt"), str(tmp_path / "out"))
+    trained.save_weights(str(tmp_path / "best.weights.h5"))  # a checkpoint: weights only, no sidecar
+    with pytest.raises(ValueError, match="best.weights.h5.*weights only.*model.keras"):
+        export_savedmodel(str(tmp_path / "best.weights.h5"), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="`model` must be a keras.Model"):
+        export_savedmodel(42, str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out" / "nowhere")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SIGKILL mid-write: no half-written version directory or file, and a rerun gets the same version
+# ----------------------------------------------------------------------------------------------------------------
+_EXPORT_SCRIPT = """
+import sys
+from kgooglenet.export import export_keras, export_savedmodel
+kind, source, out = sys.argv[1:4]
+if kind == "savedmodel":
+    print(export_savedmodel(source, out, verify=False))
+else:
+    print(export_keras(source, out, verify=False))
+"""
+
+
+def _run_export(kind, source, out, kill_at=None):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop(KILL_AT_ENV, None)
+    if kill_at:
+        env[KILL_AT_ENV] = kill_at
+    return subprocess.run([sys.executable, "-c", _EXPORT_SCRIPT, kind, source, out], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_an_export_killed_midway_leaves_no_version_and_a_rerun_takes_its_number(run_dir, tmp_path):
+    folder, _ = run_dir
+    base = tmp_path / "saved_models"
+    export_savedmodel(folder, str(base), verify=False)  # version 1 exists
+    killed = _run_export("savedmodel", folder, str(base), kill_at="export_savedmodel")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    entries = os.listdir(base / "flowers")
+    assert sorted(e for e in entries if e.isdigit()) == ["1"]  # TF Serving sees no version 2
+    assert [e for e in entries if not e.isdigit()] != [], "the kill came after the write started"
+    again = _run_export("savedmodel", folder, str(base))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.strip().splitlines()[-1] == str(base / "flowers" / "2")
+    assert sorted(os.listdir(base / "flowers")) == ["1", "2"]  # the killed export's temporary directory is gone
+    assert os.path.isfile(base / "flowers" / "2" / "saved_model.pb")
+    assert json.load(open(base / "flowers" / "2" / EXPORT_INFO_FILE))["image_size"] == 40
+
+    target = tmp_path / "exports" / "model.keras"
+    killed = _run_export("keras", folder, str(target), kill_at="export_file")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not target.exists()  # no half-written model.keras (only a hidden temporary file)
+    again = _run_export("keras", folder, str(target))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert model_info(str(target)).class_names == RUN_CLASSES
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# layering: export sits below predict and evaluate
+# ----------------------------------------------------------------------------------------------------------------
+def test_export_imports_neither_predict_nor_evaluate():
+    tree = ast.parse(open(os.path.join(ROOT, "kgooglenet", "export.py")).read())
+    imported = {node.module: [a.name for a in node.names] for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}
+    imported.update({a.name: [] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names})
+    assert not [m for m in imported if m.startswith("kgooglenet.predict")]
+    # the only evaluate name left is decode_and_crop's center_crop, which moves to kgooglenet/data/image.py
+    assert {m: n for m, n in imported.items() if m.startswith("kgooglenet.evaluate")} in (
+        {}, {"kgooglenet.evaluate.crops": ["center_crop"]})

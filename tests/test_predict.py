@@ -1,4 +1,9 @@
-"""Tests of kgooglenet.predict: image decoding (TF, then Pillow), class names, predictions and the CLI."""
+"""Tests of kgooglenet.predict: image decoding (TF, then Pillow, EXIF orientation), class names, predictions and the
+CLI on a run directory, a named weight set, bad inputs, directories and `python -m` without a runpy warning."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +19,10 @@ from kgooglenet.predict import (
     predict,
     read_class_names,
 )
+from kgooglenet.saving import ModelInfo, save_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ("ant", "bee", "zebra")
 
 
 @pytest.fixture(scope="module")
@@ -91,23 +100,107 @@ def test_predict_reports_bad_files_and_predicts_the_others(model, images):
     assert len(arr) == 1 and len(arr[0].top) == 3 and arr[0].source == "array[0]"
 
 
-def test_cli(model, images, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def run_dir(model, tmp_path_factory):
+    """A run directory as training leaves it (model.keras with the class names and size inside)."""
+    folder = tmp_path_factory.mktemp("runs") / "insects"
+    save_model(model, str(folder / "model.keras"), ModelInfo(class_names=CLASSES, image_size=32, variant="cifar",
+                                                             width=0.125, aux_heads=False, preprocessing="imagenet"))
+    return str(folder)
+
+
+def test_cli_takes_a_run_directory_and_nothing_else(model, run_dir, images, capsys):
     _, paths = images
-    path = str(tmp_path / "m.keras")
-    model.save(path)
-    (tmp_path / "categories.csv").write_text("class_name,class_id\nant,0\nbee,1\nzebra,2\n")
-    code = main([paths["a.png"], paths["notes.txt"], paths["b.jpg"], "--weights", path, "--top", "2",
-                 "--classes", str(tmp_path / "categories.csv")])
+    code = main([paths["a.png"], paths["notes.txt"], paths["b.jpg"], "--model", run_dir, "--top", "2"])
     out = capsys.readouterr()
     assert code == 1
     lines = out.out.splitlines()
     assert lines[0] == paths["a.png"] and lines[1].startswith("  1. ") and lines[2].startswith("  2. ")
     assert lines[3].startswith(paths["notes.txt"] + ": error: cannot decode image")
+    assert "BytesIO" not in lines[3] and lines[3].count("notes.txt") >= 2  # Pillow's reason names the file too
     assert lines[4] == paths["b.jpg"] and len(lines) == 7
-    assert any(name in lines[1] for name in ("ant", "bee", "zebra"))
+    assert lines[1].split()[1] in CLASSES and lines[2].split()[1] in CLASSES  # the run's names, not class ids
+    expected = predict(model, [paths["a.png"]], top=2, class_names=CLASSES)[0].top
+    assert lines[1] == f"  1. {expected[0][1]} ({expected[0][0]})  {expected[0][2]:.4f}"
     assert "1 of 3 images could not be predicted" in out.err
-    weights = str(tmp_path / "m.weights.h5")
-    model.save_weights(weights)
-    assert main([paths["a.png"], "--weights", weights, "--variant", "cifar", "--num-classes", "3", "--width",
-                 "0.125", "--top", "1"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].startswith("  1. ")
+    # the model file itself works the same; --top is capped at the class count
+    assert main([paths["a.png"], "--model", os.path.join(run_dir, "model.keras"), "--top", "9"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_cli_bad_model_is_one_line_not_a_traceback(model, images, tmp_path, capsys):
+    _, paths = images
+    model.save_weights(str(tmp_path / "best.weights.h5"))
+    (tmp_path / "empty_run").mkdir()
+    cases = {str(tmp_path / "nowhere"): "no model at", str(tmp_path / "empty_run"): "without model.keras",
+             paths["notes.txt"]: "not a .keras model file", str(tmp_path / "best.weights.h5"): "weights only"}
+    for bad, message in cases.items():
+        assert main([paths["a.png"], "--model", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --model: ") and message in err and bad in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_directories_are_predicted_and_missing_files_named(model, images, tmp_path):
+    _, paths = images
+    folder = os.path.dirname(paths["a.png"])
+    (tmp_path / "empty").mkdir()
+    preds = predict(model, [folder, str(tmp_path / "empty"), str(tmp_path / "gone.jpg")], top=1)
+    names = [os.path.basename(p.source) for p in preds]
+    # the folder's image files, sorted (notes.txt is no image; subfolders are not searched), then the two errors
+    assert names == ["a.png", "b.jpg", "broken.jpg", "c.tiff", "d_cmyk.jpg", "e_gray.bmp", "empty", "gone.jpg"]
+    assert preds[2].error and "broken.jpg" in preds[2].error
+    assert "directory" in preds[6].error and "holds no image files" in preds[6].error
+    assert preds[7].error == f"image file {str(tmp_path / 'gone.jpg')!r} does not exist"
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        load_image(folder)
+
+
+def test_exif_rotated_photo_predicts_as_its_upright_twin(model, tmp_path):
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:48, 0:64]
+    upright = np.clip(np.stack([xx * 4, yy * 5, 255 - xx * 3], -1) + rng.integers(0, 6, (48, 64, 3)), 0, 255)
+    upright = upright.astype(np.uint8)
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    Image.fromarray(upright).save(tmp_path / "upright.jpg", quality=100)
+    # a portrait camera stores the pixels turned a quarter and says so in EXIF (orientation 6: rotate 90 CW to show)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # 64x48, turned counter-clockwise
+    Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif.tobytes())
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", quality=100, exif=exif.tobytes())
+    assert tf.io.decode_image((tmp_path / "phone.jpg").read_bytes()).shape == (64, 48, 3)  # TF alone: sideways
+    np.testing.assert_array_equal(load_image(tmp_path / "phone.png"), upright)
+    jpg = load_image(tmp_path / "phone.jpg")
+    assert jpg.shape == (48, 64, 3) and np.abs(jpg.astype(int) - load_image(tmp_path / "upright.jpg")).mean() < 2
+    twin, phone, sideways = predict(model, [str(tmp_path / "upright.png"), str(tmp_path / "phone.png"), stored],
+                                    top=3)
+    np.testing.assert_allclose([p for _, _, p in phone.top], [p for _, _, p in twin.top], atol=1e-6)
+    assert [c for c, _, _ in phone.top] == [c for c, _, _ in twin.top]
+    assert max(abs(a[2] - b[2]) for a, b in zip(sorted(sideways.top), sorted(twin.top))) > 1e-4  # it matters
+
+
+def test_named_weight_set_still_works(tmp_path, monkeypatch, images, capsys):
+    from kgooglenet.weights.conversion import save_converted
+
+    _, paths = images
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    imagenet = GoogLeNet("bn", preprocessing="torchvision")  # random weights in torchvision's layout
+    save_converted(imagenet, str(tmp_path / "tv.weights.h5"), source="torchvision", input_path=__file__, variant="bn",
+                   preprocessing="torchvision", num_classes=1000, aux_heads=False, install_name="imagenet-torchvision")
+    assert main([paths["a.png"], "--weights", "imagenet-torchvision", "--top", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    from kgooglenet.evaluate.crops import center_crop
+
+    expected = int(np.argmax(imagenet(center_crop(load_image(paths["a.png"]), 224)[None], training=False)))
+    assert lines[1].startswith(f"  1. {default_class_names(1000)[expected]} ({expected})")
+
+
+def test_python_m_predict_runs_without_runpy_warning(run_dir, images):
+    _, paths = images
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-m", "kgooglenet.predict", "--model", run_dir, paths["a.png"], "--top", "1"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "RuntimeWarning" not in proc.stderr and "found in sys.modules" not in proc.stderr
+    assert proc.stdout.splitlines()[0] == paths["a.png"] and proc.stdout.splitlines()[1].split()[1] in CLASSES

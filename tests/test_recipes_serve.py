@@ -67,19 +67,37 @@ def test_evaluate_imagenet_recipe_on_a_stand_in_folder(imagenet_folder, tmp_path
         assert result.top5 == direct.top5
 
 
-def test_export_recipe_writes_every_format(tmp_path):
+def test_export_recipe_writes_every_format_from_a_run_directory(tmp_path):
     import onnxruntime as ort
     import tensorflow as tf
 
-    model = GoogLeNet("cifar", num_classes=10, width=0.125)
-    model.save(tmp_path / "tiny.keras")
-    out = recipe("export_savedmodel").main(["--model", str(tmp_path / "tiny.keras"), "--export-dir",
-                                            str(tmp_path / "saved_models"), "--name", "tiny", "--top-k", "3",
-                                            "--onnx-nchw"])
-    assert out["saved_model"] == str(tmp_path / "saved_models" / "tiny" / "1")
+    from kgooglenet.saving import ModelInfo, model_info, save_model
+
+    # a 3-class run trained at 40px: the recipe gets the directory and nothing else
+    model = GoogLeNet("cifar", num_classes=3, width=0.125, aux_heads=True, input_shape=(None, None, 3))
+    classes = ("ant", "bee", "zebra")
+    save_model(model, tmp_path / "runs" / "insects" / "model.keras",
+               ModelInfo(class_names=classes, image_size=40, variant="cifar", width=0.125, aux_heads=True,
+                         preprocessing="imagenet"))
+    out = recipe("export_savedmodel").main(["--run-dir", str(tmp_path / "runs" / "insects"), "--export-dir",
+                                            str(tmp_path / "saved_models"), "--top-k", "3", "--onnx-nchw"])
+    assert out["saved_model"] == str(tmp_path / "saved_models" / "insects" / "1")
+    with open(os.path.join(out["saved_model"], "kgooglenet_export.json")) as f:
+        meta = json.load(f)
+    assert meta["class_names"] == list(classes) and meta["image_size"] == 40
     assert set(tf.saved_model.load(out["saved_model"]).signatures) == {"serving_default", "serving_bytes"}
     for kind in ("keras", "tflite", "onnx"):
         assert os.path.getsize(out[kind]) > 100_000, kind
+    assert model_info(out["keras"]).class_names == classes
     session = ort.InferenceSession(out["onnx"], providers=["CPUExecutionProvider"])
-    assert session.get_inputs()[0].shape[1:] == [3, 32, 32]  # --onnx-nchw
-    assert len(out["top"]) == 3
+    assert session.get_inputs()[0].shape[1:] == [3, 40, 40]  # --onnx-nchw, the trained size
+    assert sorted(out["top"]) == sorted(classes)
+
+
+def test_export_recipe_bad_model_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        recipe("export_savedmodel").main(["--model", str(tmp_path / "nowhere"), "--export-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--model: no model at" in err and "nowhere" in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == []
