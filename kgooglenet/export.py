@@ -479,17 +479,21 @@ def _remove_stale_partials(base):
             pass
 
 
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_tree(path):
     """fsyncs every file and directory under `path` (the rename that publishes it must not outrun its contents)."""
     for root, _, files in os.walk(path):
         for name in files:
             with open(os.path.join(root, name), "rb") as f:
                 os.fsync(f.fileno())
-        fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_dir(root)
 
 
 def export_name(source) -> str:
@@ -628,11 +632,7 @@ def export_savedmodel(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    fd = os.open(base, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a power cut
-    finally:
-        os.close(fd)
+    _fsync_dir(base)  # the rename itself survives a power cut
     return path
 
 
