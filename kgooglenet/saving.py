@@ -18,6 +18,7 @@ or the file itself:
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import tempfile
@@ -68,6 +69,8 @@ def atomic_write(path: str, write) -> str:
     base, ext = os.path.splitext(os.path.basename(path))
     # Keras picks the format from the suffix ("x.weights.h5", "x.keras"), so the temporary name keeps it.
     suffix = ".weights.h5" if path.endswith(".weights.h5") else ext
+    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(base)}.*.tmp{suffix}")):
+        os.remove(stale)  # left by a writer killed before its rename (one writer per target)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
     os.close(fd)
     try:

@@ -71,7 +71,8 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(target, failing)
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["state.json"]
+    (tmp_path / ".state.123.tmp.json").write_text("left by a killed writer")
     atomic_write(target, lambda tmp: open(tmp, "w").write("new"))
-    assert target.read_text() == "new"
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["state.json"]
     assert zipfile.is_zipfile(save_model(GoogLeNet("cifar", num_classes=3, width=0.125, input_shape=(32, 32, 3)),
                                          tmp_path / "m.keras", _info(aux_heads=False)))
