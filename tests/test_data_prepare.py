@@ -9,7 +9,8 @@ import pytest
 from data_helpers import SPECIAL, add_special_files, make_image_folder
 
 from kgooglenet.data import DataConfig, make_datasets
-from kgooglenet.data.prepare import main, prepare_folder, read_prepared
+from kgooglenet.data.prepare import main, prepare_folder
+from kgooglenet.data.records import read_prepared
 
 
 @pytest.fixture(scope="module")

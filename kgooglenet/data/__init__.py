@@ -15,16 +15,10 @@ model.fit(bundle.train, validation_data=bundle.val, epochs=10)
 from kgooglenet.data.albumentations import build_compose
 from kgooglenet.data.augment import mix_batch
 from kgooglenet.data.config import AUTO, AlbumentationsSpec, AugmentConfig, DataConfig, DatasetBundle
-from kgooglenet.data.prepare import PrepareReport, prepare_folder, read_prepared
-from kgooglenet.data.sources import (
-    list_image_folder,
-    load_digits_arrays,
-    make_dataset,
-    make_datasets,
-    stratified_split,
-    tfds_builder,
-    validation_images,
-)
+from kgooglenet.data.folders import list_image_folder, stratified_split
+from kgooglenet.data.prepare import PreparationMismatch, PrepareReport, prepare_folder
+from kgooglenet.data.records import read_prepared
+from kgooglenet.data.sources import load_digits_arrays, make_dataset, make_datasets, tfds_builder, validation_images
 
 __all__ = [
     "AUTO",
@@ -32,6 +26,7 @@ __all__ = [
     "AugmentConfig",
     "DataConfig",
     "DatasetBundle",
+    "PreparationMismatch",
     "PrepareReport",
     "build_compose",
     "list_image_folder",

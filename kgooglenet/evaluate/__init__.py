@@ -12,7 +12,8 @@ print(results_table(results))
 ```
 """
 
-from kgooglenet.evaluate.crops import Crop, center_crop, crop_boxes, crop_count, multi_crop, resized_shape, scheme_scales
+from kgooglenet.data.image import center_crop, resized_shape
+from kgooglenet.evaluate.crops import Crop, crop_boxes, crop_count, multi_crop, scheme_scales
 from kgooglenet.evaluate.ensemble import Ensemble, forward_macs
 from kgooglenet.evaluate.report import EvaluationResult, most_confused, plot_confusion, results_table
 from kgooglenet.evaluate.run import decode_file, evaluate, image_files_dataset
