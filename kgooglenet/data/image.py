@@ -158,7 +158,7 @@ def decode_and_crop(image_bytes, size: int = REFERENCE_SIZE, crop_fraction: floa
     return center_crop(image, size, crop_fraction)
 
 
-_FLIPS = {  # EXIF orientation -> (quarter turns counter-clockwise, then flip left-right) that make it upright
+_FLIPS = {  # EXIF orientation -> (quarter turns counter-clockwise, after a left-right flip) that make it upright
     1: (0, False), 2: (0, True), 3: (2, False), 4: (2, True), 5: (1, True), 6: (3, False), 7: (3, True), 8: (1, False),
 }
 
@@ -169,8 +169,8 @@ def orient(image, orientation):
 
     def branch(k, flip):
         def fn():
-            x = tf.image.rot90(image, k) if k else image
-            return tf.image.flip_left_right(x) if flip else x
+            x = tf.image.flip_left_right(image) if flip else image
+            return tf.image.rot90(x, k) if k else x
         return fn
 
     idx = tf.clip_by_value(orientation, 1, 8) - 1
