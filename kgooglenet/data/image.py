@@ -244,7 +244,10 @@ def files_dataset(files, labels) -> tf.data.Dataset:
     labels = np.asarray(labels, np.int32)
     if len(files) != len(labels):
         raise ValueError(f"`files` and `labels` must have the same length, received {len(files)} and {len(labels)}")
-    orientations = np.asarray([exif_orientation(f) for f in files], np.int32)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(16, (os.cpu_count() or 1) * 4)) as pool:  # header reads: I/O bound
+        orientations = np.asarray(list(pool.map(exif_orientation, files)), np.int32)
 
     def element(path, label, orientation):
         image, ok = try_decode(tf.io.read_file(path))
