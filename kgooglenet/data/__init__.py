@@ -4,6 +4,11 @@ Sources: the embedded scikit-learn digits (default), TFDS datasets by name (offl
 class subfolders, TFRecord shards written by `python -m kgooglenet.prepare`, and in-memory arrays.
 Batches are `(float32 RGB [0,255] NHWC, int32 labels)`; the model normalizes inside itself.
 
+Modules: `image` (the one evaluation-style image path: decode incl. EXIF, antialiased shorter-side resize, center
+crop; validation, evaluate, predict, the preparer and the serving signature use it), `augment` (the fast training
+ops), `sources` (the pipelines), `folders` (listing and the stratified split), `prepare` (the preparer) and
+`records` (its on-disk format), `albumentations`, `config`.
+
 Example:
 ```python
 from kgooglenet.data import DataConfig, make_datasets
