@@ -172,7 +172,7 @@ def test_warning_filters_untouched_by_the_thread_pool(messy, tmp_path):
 
 
 def _exif_twins(root):
-    """cls_a/upright.png and cls_a/rotated.png (the same photo stored turned, with EXIF orientation 6), and a JPEG pair."""
+    """cls_a/upright.png and cls_a/rotated.png (one photo, stored turned with EXIF orientation 6), and a JPEG pair."""
     from PIL import Image
     from sklearn.datasets import load_sample_image
 

@@ -119,16 +119,20 @@ def decode(raw):
     return image
 
 
-def try_decode(raw):
-    """`decode` that never raises: (uint8 [H, W, 3], True), or (a 1x1 black image, False) for undecodable bytes.
-
-    TF has no try/except in a graph; a one-element tf.data pipeline with `ignore_errors` is the graph's way to turn a
-    decoder error into a value (and keeps the decoder's message, which may quote raw bytes, out of ours)."""
-    decoded = tf.data.Dataset.from_tensors(raw).map(lambda b: (decode(b), True)).ignore_errors()
+def _attempt(fn, x):
+    """(fn(x), True), or (a 1x1 black image, False) when fn raises: TF has no try/except in a graph; a one-element
+    tf.data pipeline with `ignore_errors` is the graph's way to turn an op error into a value (and keeps the
+    decoder's message, which may quote raw bytes, out of ours)."""
+    done = tf.data.Dataset.from_tensors(x).map(lambda v: (fn(v), True)).ignore_errors()
     fallback = tf.data.Dataset.from_tensors((tf.zeros([1, 1, 3], tf.uint8), False))
-    image, ok = decoded.concatenate(fallback).take(1).get_single_element()
+    image, ok = done.concatenate(fallback).take(1).get_single_element()
     image.set_shape([None, None, 3])
     return image, ok
+
+
+def try_decode(raw):
+    """`decode` that never raises: (uint8 [H, W, 3], True), or (a 1x1 black image, False) for undecodable bytes."""
+    return _attempt(decode, raw)
 
 
 def is_image_header(data):
@@ -239,7 +243,8 @@ def load_image(path) -> np.ndarray:
 def files_dataset(files, labels) -> tf.data.Dataset:
     """Image files as unbatched `(uint8 RGB [H, W, 3] upright, int32 label, path string, ok bool)`: TF decodes
     (the serving signature's pixels), the EXIF orientation read in Python is applied, and a file TF cannot decode
-    gives ok=False (and a 1x1 placeholder image) instead of an error, so callers can count and list it."""
+    (or that is gone) gives ok=False and a 1x1 placeholder image instead of an error, so callers can count and list
+    it."""
     files = [os.fspath(f) for f in files]
     labels = np.asarray(labels, np.int32)
     if len(files) != len(labels):
@@ -250,7 +255,7 @@ def files_dataset(files, labels) -> tf.data.Dataset:
         orientations = np.asarray(list(pool.map(exif_orientation, files)), np.int32)
 
     def element(path, label, orientation):
-        image, ok = try_decode(tf.io.read_file(path))
+        image, ok = _attempt(lambda p: decode(tf.io.read_file(p)), path)  # a file gone since the listing too
         return orient(image, orientation), label, path, ok
 
     ds = tf.data.Dataset.from_tensor_slices((files, labels, orientations))

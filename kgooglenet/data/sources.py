@@ -446,8 +446,8 @@ def make_datasets(config: DataConfig, input_context: tf.distribute.InputContext 
     """Train and val datasets plus sizes and class names (see `DatasetBundle`).
 
     Train batches are augmented (native by default), shuffled, and yield `(float32 [B, S, S, 3] in
-    [0, 255], int32 [B])` (float32 one-hot labels with mixup/cutmix). Val batches get `kgooglenet.data.image.center_crop`
-    only (what evaluate and the exported model see). With a seed, order and augmentation are deterministic.
+    [0, 255], int32 [B])` (float32 one-hot labels with mixup/cutmix). Val batches get
+    `kgooglenet.data.image.center_crop` only (what evaluate and the exported model see). With a seed, order and augmentation are deterministic.
 
     Args:
         config: the DataConfig.
