@@ -52,8 +52,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# decode_and_crop's crop; it moves with decode_and_crop to kgooglenet/data/image.py (the one image path)
-from kgooglenet.evaluate.crops import center_crop
+from kgooglenet.data.image import decode_and_crop
 from kgooglenet.model import GoogLeNet, inference_model
 from kgooglenet.saving import RUN_MODEL_FILE, ModelInfo, atomic_write, load_model, model_info, model_path
 
@@ -388,36 +387,6 @@ def _model_size(model, image_size):
             raise ValueError(f"`image_size`: the model takes {shape[1]}px images, received image_size={image_size}")
         return int(shape[1])
     return int(image_size or 224)
-
-
-def _is_image_header(data):
-    """True for the magic bytes of JPEG, PNG, GIF, BMP and WebP (formats tf.io.decode_image reads)."""
-    head = tf.strings.substr(data, 0, 4)
-    return tf.reduce_any(
-        tf.stack(
-            [
-                tf.strings.substr(data, 0, 3) == b"\xff\xd8\xff",
-                head == b"\x89PNG",
-                head == b"GIF8",
-                tf.strings.substr(data, 0, 2) == b"BM",
-                tf.logical_and(head == b"RIFF", tf.strings.substr(data, 8, 4) == b"WEBP"),
-            ]
-        )
-    )
-
-
-def decode_and_crop(image_bytes, size=224):
-    """Encoded image bytes (one scalar string) -> float32 (size, size, 3) RGB in [0, 255] (resize shorter side to
-    256 * size / 224, center crop). Bad bytes raise tf.errors.InvalidArgumentError naming the expected formats;
-    corrupt data behind a valid header raises the decoder's own InvalidArgumentError."""
-    tf.debugging.assert_equal(
-        _is_image_header(image_bytes),
-        True,
-        message="serving_bytes: input is not an encoded JPEG, PNG, GIF, BMP or WebP image (wrong magic bytes)",
-    )
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint8)
-    image.set_shape([None, None, 3])
-    return center_crop(image, size)
 
 
 def _outputs(probs, class_names, top_k):

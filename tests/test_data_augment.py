@@ -114,7 +114,6 @@ def test_mix_batch_label_weights_match_pixels():
 def test_auto_augment_per_source():
     assert A.default_augment("digits", 32).horizontal_flip is False
     assert A.default_augment("tfds", 32).random_crop and A.default_augment("folder", 224).random_resized_crop
-    assert A.eval_crop_fraction(None, 224) == 0.875 and A.eval_crop_fraction(None, 32) == 1.0
     assert isinstance(A.resolve_augment({"transforms": [{"HorizontalFlip": {}}]}, "folder", 224).transforms, list)
     cfg = A.resolve_augment({"brightness": 0.2}, "folder", 224)
     assert isinstance(cfg, AugmentConfig) and cfg.brightness == 0.2

@@ -9,7 +9,8 @@ import pytest
 from data_helpers import SPECIAL, add_special_files, make_image_folder
 
 from kgooglenet.data import DataConfig, make_datasets
-from kgooglenet.data.prepare import main, prepare_folder, read_prepared
+from kgooglenet.data.prepare import main, prepare_folder
+from kgooglenet.data.records import read_prepared
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +158,167 @@ def test_module_shim(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 classes, 4 train / 2 val images" in proc.stdout
     assert len(_rows(out / "train.csv")) == 4 and (out / "rgb_stats.json").exists()
+
+
+def test_warning_filters_untouched_by_the_thread_pool(messy, tmp_path):
+    import warnings
+
+    before = list(warnings.filters)
+    prepare_folder(messy, str(tmp_path / "w"), size=16, images_per_shard=3, workers=2, progress=False)
+    assert warnings.filters == before  # no "ignore" left behind by a per-thread catch_warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.warn("after the preparer", UserWarning)
+    assert [str(w.message) for w in caught] == ["after the preparer"]
+
+
+def _exif_twins(root):
+    """cls_a/upright.png and cls_a/rotated.png (one photo, stored turned with EXIF orientation 6), and a JPEG pair."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    photo = Image.fromarray(load_sample_image("china.jpg")).resize((64, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": PIL's exif_transpose applies ROTATE_270
+    for cls in ("cls_a", "cls_b"):
+        os.makedirs(os.path.join(root, cls), exist_ok=True)
+    photo.save(os.path.join(root, "cls_a", "upright.png"))
+    photo.transpose(Image.ROTATE_90).save(os.path.join(root, "cls_a", "rotated.png"), exif=exif.tobytes())
+    photo.save(os.path.join(root, "cls_b", "upright.jpg"), quality=95)
+    photo.transpose(Image.ROTATE_90).save(os.path.join(root, "cls_b", "rotated.jpg"), quality=95, exif=exif.tobytes())
+    return root
+
+
+def _decoded_records(out):
+    import tensorflow as tf
+
+    from kgooglenet.data.records import parse_example
+
+    info = read_prepared(out)
+    got = {}
+    for raw, label, name in tf.data.TFRecordDataset(info["train_files"] + info["val_files"]).map(
+            lambda s: parse_example(s, with_filename=True)):
+        got[name.numpy().decode()] = tf.io.decode_jpeg(raw).numpy()
+    return got
+
+
+def test_exif_rotated_photo_is_prepared_as_its_upright_twin(tmp_path):
+    src = _exif_twins(str(tmp_path / "src"))
+    out = str(tmp_path / "p")
+    prepare_folder(src, out, val_split=0.0, size=0, progress=False)
+    images = _decoded_records(out)
+    assert images["cls_a/upright.png"].shape == (40, 64, 3)
+    np.testing.assert_array_equal(images["cls_a/rotated.png"], images["cls_a/upright.png"])
+    diff = np.abs(images["cls_b/rotated.jpg"].astype(int) - images["cls_b/upright.jpg"]).mean()
+    assert images["cls_b/rotated.jpg"].shape == (40, 64, 3) and diff < 3  # JPEG re-encoding only
+
+
+def test_resize_is_the_evaluation_path(messy, prepared):
+    from kgooglenet.data.image import resize_shorter
+    from kgooglenet.data.prepare import load_image
+
+    path = os.path.join(messy, "cls_a", "img000.jpg")  # 48x64 -> 32x43 (shorter side 32, half-to-even)
+    _, arr = load_image(path, 32)
+    from PIL import Image
+
+    expected = resize_shorter(np.asarray(Image.open(path).convert("RGB"))[None], 32)[0].numpy()
+    assert arr.shape == (32, 43, 3)
+    np.testing.assert_array_equal(arr, np.clip(np.round(expected), 0, 255).astype(np.uint8))
+
+
+def test_cli_preparation_is_reused_by_train_folder_and_a_mismatch_names_the_option(messy, tmp_path, capsys):
+    import importlib.util
+
+    out = str(tmp_path / "cli")
+    assert main([messy, out, "--size", "24", "--center-crop", "--images-per-shard", "5", "--no-progress"]) == 0
+    files = {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in os.listdir(out)}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("recipes_train_folder", os.path.join(root, "recipes",
+                                                                                        "train_folder.py"))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    # the recipe's own defaults (--image-size 32 would store a shorter side of 37) give way to the preparation's
+    report = recipe.prepare(recipe.parse_args([messy, "--prepared", out, "--image-size", "32", "--verbose", "0"]))
+    assert report.shards_written == 0 and report.options["size"] == 24 and report.options["center_crop"]
+    assert {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in os.listdir(out)} == files
+    with pytest.raises(ValueError) as info:
+        recipe.prepare(recipe.parse_args([messy, "--prepared", out, "--prepare-size", "20",
+                                          "--no-prepare-center-crop", "--verbose", "0"]))
+    text = str(info.value)
+    assert "size=24 there, 20 asked" in text and "--prepare-size" in text
+    assert "center_crop=True there, False asked" in text and "--prepare-center-crop" in text
+    assert "--prepare-overwrite" in text
+    # the preparer's CLI names its own flags; a changed source folder is named too
+    assert main([messy, out, "--quality", "80", "--no-progress"]) == 2
+    assert "quality=95 there, 80 asked" in capsys.readouterr().out
+    extra = os.path.join(messy, "cls_c", "new.png")
+    from PIL import Image
+
+    Image.new("RGB", (30, 30), "red").save(extra)
+    try:
+        with pytest.raises(ValueError, match=r"source files changed since: 1 added \(e.g. 'cls_c/new.png'\)"):
+            prepare_folder(messy, out, progress=False)
+    finally:
+        os.remove(extra)
+
+
+KILL = r'''
+import os, signal, sys
+from kgooglenet.data import prepare, records
+
+mode, src, out = sys.argv[1], sys.argv[2], sys.argv[3]
+calls = {"n": 0}
+if mode == "mid-shard":  # SIGKILL while the 2nd shard has 2 of its 4 images written
+    encode = records.encode_example
+
+    def encode_then_die(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return encode(*a, **k)
+
+    records.encode_example = encode_then_die
+else:  # SIGKILL right after the 3rd shard is renamed into place, before its completion record
+    replace = prepare._fsync_replace
+
+    def replace_then_die(tmp, path):
+        replace(tmp, path)
+        if path.endswith(".tfrecord"):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    prepare._fsync_replace = replace_then_die
+prepare.prepare_folder(src, out, size=16, images_per_shard=4, workers=1, progress=False)
+sys.exit("not killed")
+'''
+
+
+def test_killed_mid_shard_and_restarted_writes_every_good_image_once(messy, tmp_path):
+    import subprocess
+    import sys
+
+    reference = str(tmp_path / "reference")
+    prepare_folder(messy, reference, size=16, images_per_shard=4, progress=False)
+    out = str(tmp_path / "killed")
+    script = tmp_path / "kill.py"
+    script.write_text(KILL)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for mode in ("mid-shard", "after-rename"):
+        proc = subprocess.run([sys.executable, str(script), mode, messy, out], capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert proc.returncode == -9, (mode, proc.returncode, proc.stderr[-2000:])
+        names = " ".join(sorted(os.listdir(out)))
+        if mode == "mid-shard":  # the 2nd shard was being written: only its temporary file exists
+            assert "train-00001-of-00006.tfrecord.tmp" in names and "train-00001-of-00006.tfrecord " not in names
+        else:  # the 3rd shard this run wrote (shard 0 was done) is in place but has no completion record
+            assert "train-00003-of-00006.tfrecord" in names and "train-00003-of-00006.json" not in names
+    report = prepare_folder(messy, out, size=16, images_per_shard=4, progress=False)
+    assert 0 < report.shards_written < report.shards_written + report.shards_skipped
+    got, expected = _decoded_records(out), _decoded_records(reference)
+    rows = _rows(os.path.join(out, "train.csv")) + _rows(os.path.join(out, "val.csv"))
+    assert len(rows) == len({r["path"] for r in rows}) == len(expected) == 25  # each good image exactly once
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name])
+    for split in ("train", "val"):
+        assert _rows(os.path.join(out, f"{split}.csv")) == _rows(os.path.join(reference, f"{split}.csv"))

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from data_helpers import make_image_folder
 
 from kgooglenet import GoogLeNet
 from kgooglenet.evaluate import (
@@ -217,3 +218,142 @@ def test_confusion_plot_many_classes(tmp_path, rng):
 def test_forward_macs_matches_paper():
     # "1.5 billion multiply-adds at inference time" (Szegedy et al. 2015, section 1)
     assert forward_macs(GoogLeNet("bn")) == pytest.approx(1.5e9, rel=0.01)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# run directories, prepared datasets, folders: the hand-offs
+# ----------------------------------------------------------------------------------------------------------------
+CLASSES = ("cls_a", "cls_b", "cls_c")
+
+
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory):
+    """3 classes x 6 JPEGs, plus a text file named .jpg and a truncated JPEG (both undecodable)."""
+    root = make_image_folder(tmp_path_factory.mktemp("folder") / "imgs", classes=3, per_class=6)
+    with open(os.path.join(root, "cls_b", "text.jpg"), "w") as f:
+        f.write("not an image\n")
+    good = open(os.path.join(root, "cls_a", "img000.jpg"), "rb").read()
+    with open(os.path.join(root, "cls_a", "truncated.jpg"), "wb") as f:
+        f.write(good[: len(good) // 2])
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory as a training run leaves it: RUN_DIR/model.keras with its ModelInfo."""
+    import keras
+
+    from kgooglenet.saving import RUN_MODEL_FILE, ModelInfo, save_model
+
+    keras.utils.set_random_seed(2)
+    model = GoogLeNet("cifar", num_classes=3, width=0.125, input_shape=(32, 32, 3))
+    path = tmp_path_factory.mktemp("run")
+    info = ModelInfo(class_names=CLASSES, image_size=32, variant="cifar", width=0.125, aux_heads=False,
+                     preprocessing=None)
+    save_model(model, str(path / RUN_MODEL_FILE), info)
+    return str(path), model
+
+
+def test_evaluate_a_run_dir_on_a_folder_counts_undecodable_images(run_dir, small_folder, tmp_path):
+    path, model = run_dir
+    result = evaluate(path, small_folder, output_dir=str(tmp_path), progress=False)
+    assert result.class_names == list(CLASSES) and result.num_examples == 18
+    assert sorted(os.path.relpath(p, small_folder) for p in result.undecodable) == ["cls_a/truncated.jpg",
+                                                                                     "cls_b/text.jpg"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["undecodable_count"] == 2 and len(metrics["undecodable"]) == 2
+    # the same numbers as the in-memory model on the decodable files
+    from kgooglenet.data import list_image_folder
+    from kgooglenet.evaluate import image_files_dataset
+
+    files, labels, _ = list_image_folder(small_folder)
+    keep = [i for i, f in enumerate(files) if not f.endswith(("truncated.jpg", "text.jpg"))]
+    direct = evaluate(model, image_files_dataset([files[i] for i in keep], labels[keep]), progress=False)
+    np.testing.assert_array_equal(result.confusion, direct.confusion)
+    assert direct.undecodable == []
+
+
+def test_evaluate_the_val_split_of_a_prepared_dataset(run_dir, small_folder, tmp_path):
+    from kgooglenet.data import DataConfig, prepare_folder, read_prepared
+
+    path, _ = run_dir
+    prepared = str(tmp_path / "prepared")
+    report = prepare_folder(small_folder, prepared, val_split=0.5, size=40, progress=False)
+    result = evaluate(path, prepared, progress=False, keep_probabilities=True)
+    assert result.num_examples == report.val_count == 9 and result.class_names == list(CLASSES)
+    val_rows = open(os.path.join(prepared, "val.csv")).read().splitlines()[1:]
+    assert sorted(result.labels.tolist()) == sorted(int(r.split(",")[1]) for r in val_rows)
+    skipped_val = [p for p, _ in read_prepared(prepared)["val_skipped"]]
+    assert result.undecodable == skipped_val and set(skipped_val) <= {"cls_a/truncated.jpg", "cls_b/text.jpg"}
+    # a DataConfig of the preparation gives the same, and the 10-crop scheme sees the same 9 images
+    same = evaluate(path, DataConfig(source="tfrecord", path=prepared, image_size=32), progress=False)
+    np.testing.assert_array_equal(same.confusion, result.confusion)
+    assert evaluate(path, prepared, crops=10, progress=False).num_examples == 9
+
+
+def test_top_k_stays_below_the_class_count(tiny, rng):
+    x = rng.uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    three = GoogLeNet("cifar", num_classes=3, width=0.125)
+    two = GoogLeNet("cifar", num_classes=2, width=0.125)
+    r10 = evaluate(tiny, (x, np.arange(6)), crops=None, progress=False)
+    r3 = evaluate(three, (x, np.arange(6) % 3), crops=None, progress=False)
+    r2 = evaluate(two, (x, np.arange(6) % 2), crops=None, progress=False)
+    assert (r10.top_k, r3.top_k, r2.top_k) == (5, 2, 0)
+    assert r2.top5 is None and r2.top5_error is None and 0 <= r3.top5 <= 1
+    assert "top-2 acc" in results_table([r3]) and "top-5" not in results_table([r3])
+    assert "top-1 err" in results_table([r2]) and "top-" not in results_table([r2]).replace("top-1", "")
+
+
+def test_per_class_bars_next_to_the_confusion_matrix(tmp_path):
+    from kgooglenet.evaluate import EvaluationResult, plot_per_class
+
+    confusion = np.array([[5, 1, 0], [2, 2, 0], [0, 0, 0]])
+    result = EvaluationResult("m", 1, 1, 10, 0.7, None, confusion, list(CLASSES), top_k=0)
+    paths = result.save(str(tmp_path))
+    for key in ("confusion", "per_class_plot"):
+        assert open(paths[key], "rb").read(4) == b"\x89PNG" and os.path.getsize(paths[key]) > 2000
+    assert os.path.dirname(paths["per_class_plot"]) == os.path.dirname(paths["confusion"])
+    many = np.diag(np.arange(1, 301))
+    assert os.path.getsize(plot_per_class(many, None, str(tmp_path / "many.png"))) > 2000
+
+
+def test_exif_rotated_photo_is_evaluated_as_its_upright_twin(tiny, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    from kgooglenet.evaluate import image_files_dataset
+
+    photo = Image.fromarray(load_sample_image("flower.jpg")).resize((60, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90 CCW to view"
+    photo.save(tmp_path / "upright.png")
+    photo.transpose(Image.ROTATE_270).save(tmp_path / "rotated.png", exif=exif.tobytes())
+    result = evaluate(tiny, image_files_dataset([tmp_path / "upright.png", tmp_path / "rotated.png"], [0, 0]),
+                      keep_probabilities=True, progress=False)
+    np.testing.assert_allclose(result.probabilities[1], result.probabilities[0], atol=1e-6)
+    plain = evaluate(tiny, (np.asarray(photo.transpose(Image.ROTATE_270))[None], [0]), keep_probabilities=True,
+                     progress=False)
+    assert np.abs(plain.probabilities[0] - result.probabilities[0]).max() > 1e-6  # the rotation does matter
+
+
+def test_evaluate_recipe_takes_a_run_dir_and_a_prepared_dataset(run_dir, small_folder, tmp_path, capsys):
+    import importlib.util
+
+    from kgooglenet.data import prepare_folder
+
+    path, _ = run_dir
+    prepared = str(tmp_path / "prepared")
+    prepare_folder(small_folder, prepared, val_split=0.5, size=40, progress=False)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("recipes_evaluate", os.path.join(root, "recipes", "evaluate.py"))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    out = tmp_path / "eval"
+    results = recipe.main(["--model", path, "--prepared", prepared, "--crops", "1", "--out-dir", str(out)])
+    text = capsys.readouterr().out
+    assert [r.num_examples for r in results] == [9] and results[0].class_names == list(CLASSES)
+    assert "top-2" in text and "top-5" not in text
+    assert {f for f in os.listdir(out / "single_x1")} >= {"metrics.json", "per_class.csv", "per_class.png",
+                                                         "confusion.png"}
+    folder = recipe.main(["--model", path, "--folder", small_folder, "--crops", "1", "--out-dir", str(out)])
+    assert folder[0].num_examples == 18 and "2 image(s) could not be decoded" in capsys.readouterr().out

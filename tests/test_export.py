@@ -69,8 +69,8 @@ def inputs():
 
 
 def _expected_bytes_images(photo):
-    """What serving_bytes feeds the model: shorter side 37 (= 256 * 32 / 224), center 32x32."""
-    a = tf.image.resize(photo[None].astype("float32"), (44, 37), antialias=True)[0, 6:38, 2:34]
+    """What serving_bytes feeds the model: shorter side 32 (kgooglenet.data.image.eval_scale(32)), center 32x32."""
+    a = tf.image.resize(photo[None].astype("float32"), (38, 32), antialias=True)[0, 3:35, 0:32]
     return a.numpy()
 
 

@@ -89,9 +89,10 @@ def test_predict_reports_bad_files_and_predicts_the_others(model, images):
     preds = predict(model, files, top=2, class_names=["ant", "bee", "zebra"])
     assert [p.error is None for p in preds] == [True, False, True, False, True]
     assert "broken.jpg" in preds[1].error and "notes.txt" in preds[3].error
-    # a 32px model: shorter side 256 * 32 / 224 = 37 -> 40x56 becomes 37x52, center crop at (2, 10)
-    x = tf.image.resize(load_image(paths["a.png"])[None].astype("float32"), (37, 52), antialias=True)
-    expected = np.asarray(model(x[:, 2:34, 10:42], training=False))[0]
+    # a 32px model: shorter side 32 (kgooglenet.data.image.eval_scale: crop fraction 1 below 128 px, as training
+    # validates) -> 40x56 becomes 32x45, center crop at (0, 6)
+    x = tf.image.resize(load_image(paths["a.png"])[None].astype("float32"), (32, 45), antialias=True)
+    expected = np.asarray(model(x[:, 0:32, 6:38], training=False))[0]
     ids = [cid for cid, _, _ in preds[0].top]
     assert ids == list(np.argsort(-expected)[:2])
     assert preds[0].top[0][1] == ["ant", "bee", "zebra"][ids[0]]

@@ -4,6 +4,11 @@ Sources: the embedded scikit-learn digits (default), TFDS datasets by name (offl
 class subfolders, TFRecord shards written by `python -m kgooglenet.prepare`, and in-memory arrays.
 Batches are `(float32 RGB [0,255] NHWC, int32 labels)`; the model normalizes inside itself.
 
+Modules: `image` (the one evaluation-style image path: decode incl. EXIF, antialiased shorter-side resize, center
+crop; validation, evaluate, predict, the preparer and the serving signature use it), `augment` (the fast training
+ops), `sources` (the pipelines), `folders` (listing and the stratified split), `prepare` (the preparer) and
+`records` (its on-disk format), `albumentations`, `config`.
+
 Example:
 ```python
 from kgooglenet.data import DataConfig, make_datasets
@@ -15,16 +20,10 @@ model.fit(bundle.train, validation_data=bundle.val, epochs=10)
 from kgooglenet.data.albumentations import build_compose
 from kgooglenet.data.augment import mix_batch
 from kgooglenet.data.config import AUTO, AlbumentationsSpec, AugmentConfig, DataConfig, DatasetBundle
-from kgooglenet.data.prepare import PrepareReport, prepare_folder, read_prepared
-from kgooglenet.data.sources import (
-    list_image_folder,
-    load_digits_arrays,
-    make_dataset,
-    make_datasets,
-    stratified_split,
-    tfds_builder,
-    validation_images,
-)
+from kgooglenet.data.folders import list_image_folder, stratified_split
+from kgooglenet.data.prepare import PreparationMismatch, PrepareReport, prepare_folder
+from kgooglenet.data.records import read_prepared
+from kgooglenet.data.sources import load_digits_arrays, make_dataset, make_datasets, tfds_builder, validation_images
 
 __all__ = [
     "AUTO",
@@ -32,6 +31,7 @@ __all__ = [
     "AugmentConfig",
     "DataConfig",
     "DatasetBundle",
+    "PreparationMismatch",
     "PrepareReport",
     "build_compose",
     "list_image_folder",

@@ -7,6 +7,8 @@ resize + center crop are all windows. For JPEG input the window is decoded direc
 scale (`ratio` 2/4/8) when the window is at least that many times larger than the target. Other formats
 (PNG, GIF, BMP, WebP) are decoded whole and sliced. Everything random is stateless and driven by a
 per-element seed, so a fixed `DataConfig.seed` gives identical batches.
+
+This is the training path only: validation, evaluation, prediction and serving use `kgooglenet.data.image`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import math
 import tensorflow as tf
 
 from kgooglenet.data.config import AUTO, AlbumentationsSpec, AugmentConfig
+from kgooglenet.data.image import decode as decode_image
+from kgooglenet.data.image import to_rgb
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -88,13 +92,6 @@ def _check_augment(aug: AugmentConfig) -> None:
         raise ValueError(f"AugmentConfig.mean and std go together, got mean={aug.mean}, std={aug.std}")
 
 
-def eval_crop_fraction(crop_fraction: float | None, image_size: int) -> float:
-    """`DataConfig.crop_fraction` resolved: None -> 0.875 for image_size >= 128, else 1.0."""
-    if crop_fraction is not None:
-        return float(crop_fraction)
-    return 0.875 if image_size >= 128 else 1.0
-
-
 # --------------------------------------------------------------------------------------------
 # windows
 # --------------------------------------------------------------------------------------------
@@ -144,20 +141,6 @@ def _window(hw, seed, *, training: bool, aug: AugmentConfig | None, crop_fractio
 def is_jpeg(raw: tf.Tensor) -> tf.Tensor:
     """True when the encoded bytes start with the JPEG SOI marker."""
     return tf.equal(tf.strings.substr(raw, 0, 3), _JPEG_MAGIC)
-
-
-def decode_image(raw: tf.Tensor) -> tf.Tensor:
-    """Decode any JPEG/PNG/GIF(first frame)/BMP/WebP to uint8 RGB [H, W, 3] (gray, CMYK, RGBA handled)."""
-    img = tf.io.decode_image(raw, channels=3, expand_animations=False)
-    img.set_shape([None, None, 3])
-    return img
-
-
-def image_hw(raw: tf.Tensor) -> tf.Tensor:
-    """[height, width] int32 of encoded bytes; cheap for JPEG (header only), a full decode otherwise."""
-    return tf.cond(is_jpeg(raw),
-                   lambda: tf.io.extract_jpeg_shape(raw)[:2],
-                   lambda: tf.shape(decode_image(raw))[:2])
 
 
 def _decode_jpeg_window(raw, window, target: int, fast: bool):
@@ -300,20 +283,6 @@ def preprocess_decoded(image, seed, *, training: bool, aug: AugmentConfig | None
     window = _window(tf.shape(image)[:2], seeds[8], training=training, aug=aug, crop_fraction=crop_fraction)
     img = _resize(_flips(_crop(image, window), seeds, aug), image_size, skip_same=True)
     return _finish(img, seeds, training=training, aug=aug, size=image_size, clip=image.dtype != tf.uint8)
-
-
-def to_rgb(image):
-    """[H, W] / [H, W, 1] / [H, W, 3] / [H, W, 4] -> [H, W, 3] (gray tiled, alpha dropped)."""
-    if image.shape.rank == 2:
-        image = image[:, :, None]
-    c = image.shape[-1]
-    if c == 1:
-        return tf.tile(image, [1, 1, 3])
-    if c == 4:
-        return image[:, :, :3]
-    if c != 3:
-        raise ValueError(f"images must have 1, 3 or 4 channels, got shape {image.shape}")
-    return image
 
 
 # --------------------------------------------------------------------------------------------

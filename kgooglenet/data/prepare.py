@@ -2,9 +2,10 @@
 
 `python -m kgooglenet.prepare SRC_DIR OUT_DIR --val-split 0.2 --size 256 --center-crop` does, at scale,
 what PyTorch GoogLeNet projects do by hand: a stratified, seeded train/val split of a folder of class
-subfolders, every image converted to RGB (grayscale, CMYK, RGBA/LA/P with transparency composited on
-white, 16-bit), resized so its shorter side is `--size` (and center-cropped to a square with
-`--center-crop`), re-encoded as JPEG into TFRecord shards, and the RGB mean/std of the train split.
+subfolders, every image turned upright (EXIF orientation) and converted to RGB (grayscale, CMYK, RGBA/LA/P with
+transparency composited on white, 16-bit), resized so its shorter side is `--size` with the evaluation-style
+resize of `kgooglenet.data.image` (antialiased bilinear; and center-cropped to a square with `--center-crop`),
+re-encoded as JPEG into TFRecord shards, and the RGB mean/std of the train split.
 
 Out directory:
     train-00000-of-0000N.tfrecord ...  val-00000-of-0000M.tfrecord ...   the shards
@@ -16,11 +17,16 @@ Out directory:
     report.json                        counts, shards, options
     plan.json                          the options and the source listing the shards were made from
 
+One preparation per out_dir: an option left unset (None) takes the value the out_dir's preparation was made with
+(else `PREPARE_DEFAULTS`), so `train_folder.py` reuses a folder prepared by the CLI as is; an option set to another
+value is refused with both values named (`PreparationMismatch`), unless overwrite=True.
+
 Resumable: a shard whose .json record matches the current plan is not rewritten, so a rerun after an
-interruption continues where it stopped and a rerun of a finished preparation changes no file.
+interruption (even a SIGKILL mid-shard) continues where it stopped and writes every good image exactly once;
+a rerun of a finished preparation changes no file. Every file is written to a temporary name, fsynced and renamed.
 Bad inputs (truncated/corrupt images, non-image files, unsupported extensions) are skipped and listed
-in skipped.csv with the reason; they never stop the run. Decoding runs in a thread pool (PIL releases
-the GIL while decoding, resizing and encoding).
+in skipped.csv with the reason; they never stop the run. Decoding runs in a thread pool (PIL and TF release
+the GIL while decoding, resizing and encoding); no warning filter is touched (Python's are not thread-safe).
 """
 
 from __future__ import annotations
@@ -32,28 +38,31 @@ import io
 import json
 import math
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import repeat
 
 import numpy as np
 
-from kgooglenet.data.sources import list_image_folder, stratified_split
+from kgooglenet.data import records
+from kgooglenet.data.folders import list_image_folder, stratified_split
 
 # extensions that are attempted; everything else is skipped as "unsupported extension"
 PREPARE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff",
                       ".ppm", ".pgm", ".pbm")
-FEATURES = {
-    "image/encoded": "bytes: JPEG",
-    "image/format": "bytes: b'jpeg'",
-    "image/class/label": "int64: class id",
-    "image/class/text": "bytes: class name",
-    "image/filename": "bytes: path relative to SRC_DIR",
-    "image/height": "int64",
-    "image/width": "int64",
+FEATURES = records.FEATURES
+# the options that make a preparation (what plan.json records), with their defaults and help
+PREPARE_DEFAULTS = {"val_split": 0.2, "size": 256, "center_crop": False, "seed": 0, "images_per_shard": 1024,
+                    "quality": 95}
+PREPARE_HELP = {
+    "val_split": "fraction of each class held out for validation (stratified, seeded)",
+    "size": "shorter side of the stored images; 0 keeps the original size",
+    "center_crop": "center-crop the stored images to size x size squares",
+    "seed": "split and shard-order seed",
+    "images_per_shard": "images per TFRecord shard",
+    "quality": "JPEG quality of the re-encoded images (1-100)",
 }
-_VERSION = 1
+_VERSION = 2
 
 
 @dataclass
@@ -69,6 +78,26 @@ class PrepareReport:
     shards_skipped: int = 0                        # shards already complete (resumed)
     mean: list[float] | None = None                # train RGB mean (0-255)
     std: list[float] | None = None                 # train RGB std (0-255)
+    options: dict = field(default_factory=dict)    # the PREPARE_DEFAULTS options the preparation was made with
+
+
+class PreparationMismatch(ValueError):
+    """out_dir holds a preparation made with other options or other source files."""
+
+    def __init__(self, out_dir: str, differences: dict, sources_changed: str | None = None, flag_prefix: str = "--"):
+        self.out_dir, self.differences, self.sources_changed = out_dir, differences, sources_changed
+        parts = [f"{k}={old!r} there, {new!r} asked (option {k}, flag {flag_prefix}{k.replace('_', '-')})"
+                 for k, (old, new) in differences.items()]
+        if sources_changed:
+            parts.append(sources_changed)
+        super().__init__(
+            f"out_dir {out_dir!r} holds a preparation that differs from this one: {'; '.join(parts)}. Leave the "
+            f"option(s) unset to reuse the preparation as it is, pass overwrite=True ({flag_prefix}overwrite) to "
+            "replace it, or use another out_dir")
+
+    def with_flag_prefix(self, prefix: str) -> "PreparationMismatch":
+        """The same error naming the flags of a command whose preparer flags carry `prefix` (e.g. "--prepare-")."""
+        return PreparationMismatch(self.out_dir, self.differences, self.sources_changed, prefix)
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,41 +123,35 @@ def _to_rgb(img):
     return img
 
 
-def _resize(img, size: int | None, center_crop: bool):
-    from PIL import Image
+def _resize(arr: np.ndarray, size: int | None, center_crop: bool) -> np.ndarray:
+    """uint8 [H, W, 3] -> shorter side `size` (kgooglenet.data.image's resize), center square when asked."""
+    from kgooglenet.data import image as image_ops
 
-    w, h = img.size
-    if size:
-        s = size / min(w, h)
-        nw, nh = max(1, round(w * s)), max(1, round(h * s))
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
-        w, h = nw, nh
+    h, w = arr.shape[:2]
+    if size and min(h, w) != size:
+        arr = image_ops.resize_shorter(arr[None], size)[0].numpy()
+        arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+        h, w = arr.shape[:2]
     if center_crop:
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-    return img
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        arr = arr[top:top + side, left:left + side]
+    return np.ascontiguousarray(arr)
 
 
 def load_image(path: str, size: int | None = None, center_crop: bool = False, quality: int = 95):
-    """Open any image PIL can read and return (JPEG bytes, RGB uint8 array).
+    """Open any image PIL can read, upright (EXIF orientation), and return (JPEG bytes, RGB uint8 array).
 
     Raises whatever PIL raises for unreadable, truncated or non-image files.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # palette/EXIF chatter; real problems raise
-        with Image.open(path) as img:
-            if size and img.format == "JPEG":
-                img.draft("RGB", (size, size))  # decode at reduced DCT scale when much larger than needed
-            img.load()
-            img = _to_rgb(img)
-            img = _resize(img, size, center_crop)
-            arr = np.asarray(img, dtype=np.uint8)
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=quality)
+    with Image.open(path) as img:
+        img.load()
+        img = _to_rgb(ImageOps.exif_transpose(img))
+    arr = _resize(np.asarray(img, dtype=np.uint8), size, center_crop)
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, format="JPEG", quality=quality)
     return buf.getvalue(), arr
 
 
@@ -147,74 +170,14 @@ def _process(item, size, center_crop, quality, with_stats):
 
 
 # --------------------------------------------------------------------------------------------
-# TFRecord format
+# files
 # --------------------------------------------------------------------------------------------
-def _example(data: bytes, label: int, name: str, rel: str, h: int, w: int) -> bytes:
-    import tensorflow as tf
-
-    def b(v):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
-
-    def i(v):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image/encoded": b(data), "image/format": b(b"jpeg"), "image/class/label": i(label),
-        "image/class/text": b(name.encode()), "image/filename": b(rel.encode()),
-        "image/height": i(h), "image/width": i(w),
-    })).SerializeToString()
+def _fsync_replace(tmp: str, path: str) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
-def parse_example(serialized):
-    """Parse one prepared record -> (JPEG bytes scalar string, int32 label)."""
-    import tensorflow as tf
-
-    f = tf.io.parse_single_example(serialized, {
-        "image/encoded": tf.io.FixedLenFeature([], tf.string),
-        "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-    })
-    return f["image/encoded"], tf.cast(f["image/class/label"], tf.int32)
-
-
-def read_prepared(path: str) -> dict:
-    """Read a prepared directory: class names, shard files, split sizes, RGB mean/std.
-
-    Raises:
-        FileNotFoundError: `path` is not a complete preparation (says what is missing and how to finish it).
-    """
-    if not path or not os.path.isdir(path):
-        raise FileNotFoundError(f"prepared TFRecord directory {path!r} does not exist; create it with "
-                                f"`python -m kgooglenet.prepare SRC_DIR {path}`")
-    report_path = os.path.join(path, "report.json")
-    cats = os.path.join(path, "categories.csv")
-    if not os.path.exists(report_path) or not os.path.exists(cats):
-        raise FileNotFoundError(f"{path!r} is not a finished preparation (missing report.json / categories.csv); "
-                                f"run (or rerun, it resumes) `python -m kgooglenet.prepare SRC_DIR {path}`")
-    with open(report_path) as f:
-        report = json.load(f)
-    with open(cats, newline="") as f:
-        rows = sorted(((int(r["class_id"]), r["class_name"]) for r in csv.DictReader(f)))
-    names = [n for _, n in rows]
-    out = {"class_names": names}
-    for split in ("train", "val"):
-        files = [os.path.join(path, s) for s in report["shards"][split]]
-        missing = [s for s in files if not os.path.exists(s)]
-        if missing:
-            raise FileNotFoundError(f"prepared directory {path!r} lacks shard(s) {missing[:3]}; rerun "
-                                    f"`python -m kgooglenet.prepare` to resume")
-        out[f"{split}_files"] = files
-        out[f"{split}_size"] = int(report[f"{split}_count"])
-    stats_path = os.path.join(path, "rgb_stats.json")
-    if os.path.exists(stats_path):
-        with open(stats_path) as f:
-            stats = json.load(f)
-        out["mean"], out["std"] = tuple(stats["mean"]), tuple(stats["std"])
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# the preparer
-# --------------------------------------------------------------------------------------------
 def _write_if_changed(path: str, text: str) -> bool:
     if os.path.exists(path):
         with open(path) as f:
@@ -223,7 +186,7 @@ def _write_if_changed(path: str, text: str) -> bool:
     tmp = path + ".tmp"
     with open(tmp, "w", newline="") as f:
         f.write(text)
-    os.replace(tmp, path)
+    _fsync_replace(tmp, path)
     return True
 
 
@@ -239,23 +202,64 @@ def _shard_name(split: str, i: int, n: int) -> str:
     return f"{split}-{i:05d}-of-{n:05d}.tfrecord"
 
 
-def prepare_folder(src_dir: str, out_dir: str, *, val_split: float = 0.2, size: int | None = 256,
-                   center_crop: bool = False, seed: int = 0, images_per_shard: int = 1024,
-                   workers: int | None = None, quality: int = 95, overwrite: bool = False,
+def prepared_options(out_dir: str) -> dict | None:
+    """The PREPARE_DEFAULTS options `out_dir`'s preparation was made with, or None when it holds none."""
+    path = os.path.join(out_dir, "plan.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        plan = json.load(f)
+    return {k: plan.get(k, PREPARE_DEFAULTS[k]) if k != "size" else (plan.get("size") or 0) for k in PREPARE_DEFAULTS}
+
+
+def _check_options(o: dict) -> None:
+    if not isinstance(o["images_per_shard"], int) or o["images_per_shard"] <= 0:
+        raise ValueError(f"images_per_shard must be a positive integer, got {o['images_per_shard']!r}")
+    if not isinstance(o["size"], int) or o["size"] < 0:
+        raise ValueError(f"size must be a positive integer (or 0 to keep the original size), got {o['size']!r}")
+    if o["center_crop"] and not o["size"]:
+        raise ValueError("center_crop needs a size (the side of the square)")
+    if not isinstance(o["quality"], int) or not 1 <= o["quality"] <= 100:
+        raise ValueError(f"quality must be an integer in 1..100, got {o['quality']!r}")
+    if not isinstance(o["val_split"], (int, float)) or not 0 <= o["val_split"] < 1:
+        raise ValueError(f"val_split must be in [0, 1), got {o['val_split']!r}")
+
+
+def _sources_change(old: dict, new: dict) -> str | None:
+    def listing(plan):
+        return {row[0]: row for split in ("train", "val") for row in plan.get(split, [])}
+
+    a, b = listing(old), listing(new)
+    added, removed = sorted(set(b) - set(a)), sorted(set(a) - set(b))
+    changed = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+    if old.get("src_dir") != new.get("src_dir"):
+        return f"it was made from src_dir {old.get('src_dir')!r}, this call reads {new.get('src_dir')!r}"
+    if added or removed or changed:
+        what = [f"{len(x)} {name} (e.g. {x[0]!r})" for x, name in ((added, "added"), (removed, "removed"),
+                                                                    (changed, "modified")) if x]
+        return "the source files changed since: " + ", ".join(what)
+    return None
+
+
+def prepare_folder(src_dir: str, out_dir: str, *, val_split: float | None = None, size: int | None = None,
+                   center_crop: bool | None = None, seed: int | None = None, images_per_shard: int | None = None,
+                   quality: int | None = None, workers: int | None = None, overwrite: bool = False,
                    progress: bool = True) -> PrepareReport:
     """Convert a folder of class subfolders into sharded TFRecords (see the module docstring).
+
+    Every option left None takes the value of the preparation already in `out_dir`, else `PREPARE_DEFAULTS`.
 
     Args:
         src_dir: folder with one subfolder per class (searched recursively).
         out_dir: output directory (created).
-        val_split: fraction of each class held out for validation (stratified, seeded).
-        size: resize so the shorter side is `size` pixels; None or 0 keeps the original size.
-        center_crop: center-crop to a `size` x `size` square after the resize.
-        seed: split and shard-order seed.
-        images_per_shard: images per TFRecord shard.
+        val_split: fraction of each class held out for validation (stratified, seeded); default 0.2.
+        size: resize so the shorter side is `size` pixels; 0 keeps the original size; default 256.
+        center_crop: center-crop to a `size` x `size` square after the resize; default False.
+        seed: split and shard-order seed; default 0.
+        images_per_shard: images per TFRecord shard; default 1024.
         workers: decoding threads (default: CPU count).
-        quality: JPEG quality of the re-encoded images.
-        overwrite: replace an out_dir prepared with different options or sources (else a ValueError).
+        quality: JPEG quality of the re-encoded images; default 95.
+        overwrite: replace an out_dir prepared with different options or sources (else a PreparationMismatch).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -263,7 +267,8 @@ def prepare_folder(src_dir: str, out_dir: str, *, val_split: float = 0.2, size: 
 
     Raises:
         FileNotFoundError: src_dir does not exist.
-        ValueError: fewer than two classes, a class without images, bad options, or out_dir holds another preparation.
+        PreparationMismatch (a ValueError): out_dir holds another preparation (names each option and both values).
+        ValueError: fewer than two classes, a class without images, bad options.
 
     Example:
     ```python
@@ -274,14 +279,11 @@ def prepare_folder(src_dir: str, out_dir: str, *, val_split: float = 0.2, size: 
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    if images_per_shard <= 0:
-        raise ValueError(f"images_per_shard must be positive, got {images_per_shard}")
-    if size is not None and size < 0:
-        raise ValueError(f"size must be positive (or 0/None to keep the original size), got {size}")
-    if center_crop and not size:
-        raise ValueError("center_crop needs a size (the side of the square)")
-    if not 1 <= quality <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
+    asked = {"val_split": val_split, "size": size, "center_crop": center_crop, "seed": seed,
+             "images_per_shard": images_per_shard, "quality": quality}
+    recorded = prepared_options(out_dir) if not overwrite else None
+    opts = {k: v if v is not None else (recorded or PREPARE_DEFAULTS)[k] for k, v in asked.items()}
+    _check_options(opts)
     src_dir = os.path.abspath(src_dir)
     files, labels, class_names = list_image_folder(src_dir, extensions=None)
     rel = [os.path.relpath(f, src_dir) for f in files]
@@ -299,37 +301,39 @@ def prepare_folder(src_dir: str, out_dir: str, *, val_split: float = 0.2, size: 
     if empty:
         raise ValueError(f"image folder {src_dir!r}: class folder(s) {empty} contain no image files "
                          f"(extensions {', '.join(PREPARE_EXTENSIONS)})")
-    tr, va = stratified_split(labels[keep], val_split, seed)
+    tr, va = stratified_split(labels[keep], opts["val_split"], opts["seed"])
     tr, va = keep[tr], keep[va]
-    tr = tr[np.random.default_rng(seed).permutation(len(tr))]  # mix classes across train shards
+    tr = tr[np.random.default_rng(opts["seed"]).permutation(len(tr))]  # mix classes across train shards
 
     def stat(i):
         st = os.stat(files[i])
         return [rel[i], int(labels[i]), st.st_size, st.st_mtime_ns]
 
-    plan = {"version": _VERSION, "src_dir": src_dir, "val_split": val_split, "size": size or None,
-            "center_crop": center_crop, "seed": seed, "images_per_shard": images_per_shard, "quality": quality,
+    size = opts["size"] or None
+    plan = {"version": _VERSION, "src_dir": src_dir, **opts, "size": size,
             "class_names": class_names, "train": [stat(i) for i in tr], "val": [stat(i) for i in va]}
     plan_hash = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
     os.makedirs(out_dir, exist_ok=True)
     plan_path = os.path.join(out_dir, "plan.json")
     if os.path.exists(plan_path):
         with open(plan_path) as f:
-            old = json.load(f).get("hash")
-        if old != plan_hash:
+            old = json.load(f)
+        if old.get("hash") != plan_hash:
             if not overwrite:
-                raise ValueError(f"out_dir {out_dir!r} holds a preparation made with other options or other source "
-                                 "files; pass overwrite=True (--overwrite) to replace it, or use another out_dir")
+                differences = {k: (v, opts[k]) for k, v in (recorded or {}).items() if v != opts[k]}
+                change = None if differences else (_sources_change(old, plan) or
+                                                   f"it was written by another preparer version ({old.get('version')})")
+                raise PreparationMismatch(out_dir, differences, change)
             for name in os.listdir(out_dir):
                 if name.startswith(("train-", "val-")):
                     os.remove(os.path.join(out_dir, name))
     _write_if_changed(plan_path, json.dumps({"hash": plan_hash, **plan}, indent=1) + "\n")
 
     shards = {}
+    per = opts["images_per_shard"]
     for split, idx in (("train", tr), ("val", va)):
-        n = max(1, math.ceil(len(idx) / images_per_shard)) if len(idx) else 0
-        shards[split] = [(_shard_name(split, s, n), idx[s * images_per_shard:(s + 1) * images_per_shard])
-                         for s in range(n)]
+        n = max(1, math.ceil(len(idx) / per)) if len(idx) else 0
+        shards[split] = [(_shard_name(split, s, n), idx[s * per:(s + 1) * per]) for s in range(n)]
 
     def done_record(name):
         p = os.path.join(out_dir, name[: -len(".tfrecord")] + ".json")
@@ -340,14 +344,14 @@ def prepare_folder(src_dir: str, out_dir: str, *, val_split: float = 0.2, size: 
                 return rec
         return None
 
-    records, todo = {}, []
+    done, todo = {}, []
     for split in ("train", "val"):
         for name, idx in shards[split]:
             rec = done_record(name)
             if rec is None:
                 todo.append((split, name, idx))
             else:
-                records[name] = rec
+                done[name] = rec
     written = 0
     workers = workers or os.cpu_count() or 1
     total = sum(len(idx) for _, _, idx in todo)
@@ -355,7 +359,7 @@ def prepare_folder(src_dir: str, out_dir: str, *, val_split: float = 0.2, size: 
                                                          desc="prepare") as bar:
         for split, name, idx in todo:
             items = [(files[i], rel[i]) for i in idx]
-            results = pool.map(_process, items, repeat(size or None), repeat(center_crop), repeat(quality),
+            results = pool.map(_process, items, repeat(size), repeat(opts["center_crop"]), repeat(opts["quality"]),
                                repeat(split == "train"))
             rows, bad = [], []
             ssum, ssq, npx = np.zeros(3), np.zeros(3), 0
@@ -368,34 +372,38 @@ def prepare_folder(src_dir: str, out_dir: str, *, val_split: float = 0.2, size: 
                         continue
                     data, h, wd, stats = res
                     c = int(labels[i])
-                    w.write(_example(data, c, class_names[c], rel[i], h, wd))
+                    w.write(records.encode_example(data, c, class_names[c], rel[i], h, wd))
                     rows.append([rel[i], c, class_names[c], h, wd, name])
                     if stats is not None:
                         ssum += stats[0]
                         ssq += stats[1]
                         npx += stats[2]
-            os.replace(path + ".tmp", path)
+            _fsync_replace(path + ".tmp", path)
+            # the record marks the shard done: written after the shard, so a kill in between redoes the shard
             rec = {"plan": plan_hash, "rows": rows, "skipped": bad, "sum": ssum.tolist(), "sumsq": ssq.tolist(),
                    "pixels": npx}
             _write_if_changed(path[: -len(".tfrecord")] + ".json", json.dumps(rec) + "\n")
-            records[name] = rec
+            done[name] = rec
             written += 1
 
     # aggregate
     out_rows = {"train": [], "val": []}
+    val_skipped = []
     ssum, ssq, npx = np.zeros(3), np.zeros(3), 0
     for split in ("train", "val"):
         for name, _ in shards[split]:
-            rec = records[name]
+            rec = done[name]
             out_rows[split] += rec["rows"]
             skipped += [tuple(s) for s in rec["skipped"]]
             if split == "train":
                 ssum += np.asarray(rec["sum"])
                 ssq += np.asarray(rec["sumsq"])
                 npx += rec["pixels"]
+            else:
+                val_skipped += [list(s) for s in rec["skipped"]]
     skipped.sort()
     header = ["path", "class_id", "class_name", "height", "width", "shard"]
-    _write_if_changed(os.path.join(out_dir, "categories.csv"),
+    _write_if_changed(os.path.join(out_dir, records.CATEGORIES_FILE),
                       _csv_text(["class_name", "class_id"], [[n, i] for i, n in enumerate(class_names)]))
     for split in ("train", "val"):
         _write_if_changed(os.path.join(out_dir, f"{split}.csv"), _csv_text(header, sorted(out_rows[split])))
@@ -410,19 +418,42 @@ def prepare_folder(src_dir: str, out_dir: str, *, val_split: float = 0.2, size: 
              "images": len(out_rows["train"]), "pixels": int(npx)}, indent=1) + "\n")
     report = PrepareReport(out_dir=out_dir, class_names=class_names, train_count=len(out_rows["train"]),
                            val_count=len(out_rows["val"]), skipped=skipped, shards_written=written,
-                           shards_skipped=len(records) - written, mean=mean, std=std)
+                           shards_skipped=len(done) - written, mean=mean, std=std, options=dict(opts))
     summary = {k: v for k, v in asdict(report).items() if k not in ("skipped", "shards_written", "shards_skipped",
-                                                                    "out_dir")}
-    summary.update({"skipped_count": len(skipped), "features": FEATURES,
+                                                                    "out_dir", "options")}
+    summary.update({"skipped_count": len(skipped), "val_skipped": sorted(val_skipped), "features": FEATURES,
                     "shards": {s: [n for n, _ in shards[s]] for s in shards},
-                    "options": {k: plan[k] for k in ("src_dir", "val_split", "size", "center_crop", "seed",
-                                                     "images_per_shard", "quality")}})
-    _write_if_changed(os.path.join(out_dir, "report.json"), json.dumps(summary, indent=1) + "\n")
+                    "options": {"src_dir": src_dir, **opts}})
+    _write_if_changed(os.path.join(out_dir, records.REPORT_FILE), json.dumps(summary, indent=1) + "\n")
     counts = np.bincount([r[1] for r in out_rows["train"] + out_rows["val"]], minlength=len(class_names))
     lost = [class_names[c] for c in range(len(class_names)) if counts[c] == 0]
     if lost:
         raise ValueError(f"class folder(s) {lost} have no readable image (see {os.path.join(out_dir, 'skipped.csv')})")
     return report
+
+
+def add_prepare_flags(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The preparer's options as flags `--{prefix}val-split`, `--{prefix}size`, ... (default None: the existing
+    preparation's value, else PREPARE_DEFAULTS), plus `--{prefix}workers` and `--{prefix}overwrite`; read them back
+    with `prepare_kwargs(args, prefix)`. The preparer's CLI and every folder recipe expose the same options."""
+    types = {"val_split": float, "size": int, "seed": int, "images_per_shard": int, "quality": int}
+    for key, default in PREPARE_DEFAULTS.items():
+        flag = f"--{prefix}{key.replace('_', '-')}"
+        help_text = f"{PREPARE_HELP[key]} (default: the out dir's preparation's, else {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=types[key], default=None, help=help_text)
+    parser.add_argument(f"--{prefix}workers", type=int, default=None, help="decoding threads (default: CPU count)")
+    parser.add_argument(f"--{prefix}overwrite", action="store_true",
+                        help="replace an out dir prepared with other options or source files")
+
+
+def prepare_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:
+    """The keyword arguments of `prepare_folder` from flags added by `add_prepare_flags(parser, prefix)`."""
+    dest = prefix.replace("-", "_")
+    keys = (*PREPARE_DEFAULTS, "workers", "overwrite")
+    return {k: getattr(args, dest + k) for k in keys}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,20 +463,11 @@ def main(argv: list[str] | None = None) -> int:
                                             "(+ categories.csv, train/val CSV listings, rgb_stats.json, skipped.csv).")
     p.add_argument("src_dir", help="folder with one subfolder of images per class")
     p.add_argument("out_dir", help="output directory (a rerun resumes / skips finished shards)")
-    p.add_argument("--val-split", type=float, default=0.2, help="fraction of each class for validation (default 0.2)")
-    p.add_argument("--size", type=int, default=256, help="shorter side after resize; 0 keeps the size (default 256)")
-    p.add_argument("--center-crop", action="store_true", help="center-crop to a size x size square")
-    p.add_argument("--seed", type=int, default=0, help="split / shard order seed (default 0)")
-    p.add_argument("--images-per-shard", type=int, default=1024, help="images per shard (default 1024)")
-    p.add_argument("--workers", type=int, default=None, help="decoding threads (default: CPU count)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
-    p.add_argument("--overwrite", action="store_true", help="replace an out_dir prepared with other options")
+    add_prepare_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     try:
-        r = prepare_folder(a.src_dir, a.out_dir, val_split=a.val_split, size=a.size or None,
-                           center_crop=a.center_crop, seed=a.seed, images_per_shard=a.images_per_shard,
-                           workers=a.workers, quality=a.quality, overwrite=a.overwrite, progress=not a.no_progress)
+        r = prepare_folder(a.src_dir, a.out_dir, progress=not a.no_progress, **prepare_kwargs(a))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}")
         return 2

@@ -1,9 +1,10 @@
 """Data sources (digits, TFDS, image folder, prepared TFRecords, arrays) and the pipeline entry points.
 
 Every source is reduced to unbatched `(x, label)` elements where `x` is either encoded image bytes
-(folder, TFRecord, TFDS: decoded by the fast native path in `augment.py`) or an in-memory image
-(digits, arrays). One pipeline then shards, caches, shuffles, decodes + augments, batches, mixes and
-prefetches them.
+(folder, TFRecord, TFDS) or an in-memory image (digits, arrays). One pipeline then shards, caches,
+shuffles, decodes + augments, batches, mixes and prefetches them. Training elements go through the fast
+native path of `augment.py`; validation elements (and `training=False`) through `kgooglenet.data.image`,
+the same decode + shorter-side resize + center crop that evaluate, predict and the serving signature use.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from kgooglenet.data import augment as aug_ops
+from kgooglenet.data import image as image_ops
+from kgooglenet.data import records
 from kgooglenet.data.config import AlbumentationsSpec, AugmentConfig, DataConfig, DatasetBundle
+from kgooglenet.data.folders import list_image_folder, stratified_split
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,73 +63,6 @@ def load_digits_arrays(image_size: int | None = None) -> tuple[np.ndarray, np.nd
         raise ValueError(f"load_digits_arrays: image_size must be positive or None, got {image_size}")
     x, y = _digits_cached(image_size)
     return x, y, [str(i) for i in range(10)]
-
-
-def stratified_split(labels, val_split: float, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split of example indices: `(train_indices, val_indices)`, each sorted.
-
-    Each class keeps `round(n_c * val_split)` examples for validation (at least one when the class has
-    two or more examples and val_split > 0, and never all of them).
-
-    Example:
-    ```python
-    tr, va = stratified_split(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 0.25, seed=0)  # one of each class in va
-    ```
-    """
-    if not 0.0 <= val_split < 1.0:
-        raise ValueError(f"stratified_split: val_split must be in [0, 1), got {val_split}")
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(0 if seed is None else seed)
-    train, val = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(len(idx))]
-        n_val = int(round(len(idx) * val_split))
-        if val_split > 0 and len(idx) >= 2:
-            n_val = min(max(n_val, 1), len(idx) - 1)
-        else:
-            n_val = 0 if len(idx) < 2 else n_val
-        val.append(idx[:n_val])
-        train.append(idx[n_val:])
-    return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(val)).astype(np.int64)
-
-
-def list_image_folder(path: str, extensions: tuple[str, ...] | None = IMAGE_EXTENSIONS
-                      ) -> tuple[list[str], np.ndarray, list[str]]:
-    """List a folder of class subfolders: `(files, labels int32, class_names)`.
-
-    Classes are the non-hidden subfolders sorted by name; files are searched recursively, sorted, and
-    kept when their extension (case-insensitive) is in `extensions` (None keeps every file).
-
-    Raises:
-        FileNotFoundError: `path` is not a directory.
-        ValueError: fewer than two class folders, or a class folder without files.
-    """
-    if not path or not os.path.isdir(path):
-        raise FileNotFoundError(f"image folder {path!r} is not a directory (expected one subfolder per class)")
-    class_names = sorted(d for d in os.listdir(path) if not d.startswith(".") and os.path.isdir(os.path.join(path, d)))
-    if len(class_names) < 2:
-        raise ValueError(f"image folder {path!r} has {len(class_names)} class subfolder(s) {class_names}; "
-                         "need at least two (one subfolder per class)")
-    files, labels, empty = [], [], []
-    for label, name in enumerate(class_names):
-        found = []
-        for root, dirs, names in os.walk(os.path.join(path, name)):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for f in names:
-                if f.startswith("."):
-                    continue
-                if extensions is None or os.path.splitext(f)[1].lower() in extensions:
-                    found.append(os.path.join(root, f))
-        if not found:
-            empty.append(name)
-        found.sort()
-        files += found
-        labels += [label] * len(found)
-    if empty:
-        what = "files" if extensions is None else f"image files ({', '.join(extensions)})"
-        raise ValueError(f"image folder {path!r}: class folder(s) {empty} contain no {what}")
-    return files, np.asarray(labels, np.int32), class_names
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,9 +150,7 @@ def _folder_source(config: DataConfig) -> _Source:
 
 
 def _tfrecord_source(config: DataConfig) -> _Source:
-    from kgooglenet.data import prepare
-
-    info = prepare.read_prepared(config.path)
+    info = records.read_prepared(config.path)
 
     def split(files, size):
         if not files:
@@ -232,7 +166,7 @@ def _tfrecord_source(config: DataConfig) -> _Source:
                 fds = fds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
             ds = fds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            return ds.map(prepare.parse_example, num_parallel_calls=tf.data.AUTOTUNE), sharded
+            return ds.map(records.parse_example, num_parallel_calls=tf.data.AUTOTUNE), sharded
 
         return _Split(size=size, encoded=True, make=make)
 
@@ -377,7 +311,7 @@ def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool
         ds = read(ds)
 
     image_size = config.image_size
-    crop_fraction = aug_ops.eval_crop_fraction(config.crop_fraction, image_size)
+    crop_fraction = image_ops.eval_crop_fraction(config.crop_fraction, image_size)
     native = augment if (training and isinstance(augment, AugmentConfig)) else None
     alb = augment if (training and isinstance(augment, AlbumentationsSpec)) else None
     mixes = training and augment is not None and augment.mixes
@@ -388,9 +322,12 @@ def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool
 
     def element(xy, seed):
         x, y = xy
-        if alb is not None:
-            img = aug_ops.decode_image(x) if split.encoded else tf.cast(
-                tf.clip_by_value(tf.cast(aug_ops.to_rgb(x), tf.float32), 0, 255), tf.uint8)
+        if not training:  # the evaluation-style path of evaluate, predict and the serving signature
+            img = image_ops.decode(x) if split.encoded else image_ops.to_rgb(x)
+            img = image_ops.center_crop(img, image_size, crop_fraction)
+        elif alb is not None:
+            img = image_ops.decode(x) if split.encoded else tf.cast(
+                tf.clip_by_value(tf.cast(image_ops.to_rgb(x), tf.float32), 0, 255), tf.uint8)
             img = alb_apply(img, seed)
         elif split.encoded:
             img = aug_ops.preprocess_encoded(x, seed, training=training, aug=native, image_size=image_size,
@@ -496,7 +433,7 @@ def validation_images(config: DataConfig) -> tuple[tf.data.Dataset, list[str], i
         ds = ds.map(lambda f, y: (tf.io.read_file(f), y), num_parallel_calls=tf.data.AUTOTUNE)
 
     def decode(x, y):
-        image = aug_ops.decode_image(x) if split.encoded else aug_ops.to_rgb(x)
+        image = image_ops.decode(x) if split.encoded else image_ops.to_rgb(x)
         return image, tf.cast(y, tf.int32)
 
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -509,8 +446,8 @@ def make_datasets(config: DataConfig, input_context: tf.distribute.InputContext 
     """Train and val datasets plus sizes and class names (see `DatasetBundle`).
 
     Train batches are augmented (native by default), shuffled, and yield `(float32 [B, S, S, 3] in
-    [0, 255], int32 [B])` (float32 one-hot labels with mixup/cutmix). Val batches get resize + center
-    crop only. With a seed, order and augmentation are deterministic.
+    [0, 255], int32 [B])` (float32 one-hot labels with mixup/cutmix). Val batches get
+    `kgooglenet.data.image.center_crop` only (what evaluate and the exported model see). With a seed, order and augmentation are deterministic.
 
     Args:
         config: the DataConfig.

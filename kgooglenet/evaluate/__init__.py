@@ -12,10 +12,11 @@ print(results_table(results))
 ```
 """
 
-from kgooglenet.evaluate.crops import Crop, center_crop, crop_boxes, crop_count, multi_crop, resized_shape, scheme_scales
+from kgooglenet.data.image import center_crop, resized_shape
+from kgooglenet.evaluate.crops import Crop, crop_boxes, crop_count, multi_crop, scheme_scales
 from kgooglenet.evaluate.ensemble import Ensemble, forward_macs
-from kgooglenet.evaluate.report import EvaluationResult, most_confused, plot_confusion, results_table
-from kgooglenet.evaluate.run import decode_file, evaluate, image_files_dataset
+from kgooglenet.evaluate.report import EvaluationResult, most_confused, plot_confusion, plot_per_class, results_table
+from kgooglenet.evaluate.run import data_from_path, decode_file, evaluate, image_files_dataset, prepared_val_dataset
 
 __all__ = [
     "Crop",
@@ -24,6 +25,7 @@ __all__ = [
     "center_crop",
     "crop_boxes",
     "crop_count",
+    "data_from_path",
     "decode_file",
     "evaluate",
     "forward_macs",
@@ -31,6 +33,8 @@ __all__ = [
     "most_confused",
     "multi_crop",
     "plot_confusion",
+    "plot_per_class",
+    "prepared_val_dataset",
     "resized_shape",
     "results_table",
     "scheme_scales",

@@ -1,14 +1,16 @@
 """Test-time crops: the 1-crop, 10-crop and 144-crop schemes of Szegedy et al. 2015 (section 7).
 
 Every scheme first resizes the image so that its SHORTER side equals a scale (keeping the aspect ratio; the longer
-side is rounded half-to-even), with `tf.image.resize(method="bilinear", antialias=True)` (antialiased bilinear, like
-PIL's and torchvision's resize, so shrinking a large photo does not alias). Crops are then exact pixel windows of
-the resized image, except the 144-crop scheme's "whole square" crop, which resizes a square to `size` with the same
-antialiased bilinear filter. Scales are given for `size=224` and scaled by `size / 224` for other model sizes.
+side is rounded half-to-even) with `kgooglenet.data.image.resize_shorter` (antialiased bilinear, the one resize of
+the evaluation-style image path). Crops are then exact pixel windows of the resized image, except the 144-crop
+scheme's "whole square" crop, which resizes a square to `size` with the same antialiased bilinear filter. Scales are
+given for `size=224` and scaled by `size / 224` for other model sizes; the 1-crop scheme is
+`kgooglenet.data.image.center_crop` (the validation transform of training: shorter side 256 for 224, and the whole
+shorter side below 128 px, see `eval_crop_fraction`).
 
 Schemes (`scheme` is 1, 10 or 144, or the names "center", "ten", "paper144"):
 
-- 1 ("center"): shorter side 256, the center `size` x `size` crop.
+- 1 ("center"): shorter side 256 (`eval_scale(size)`), the center `size` x `size` crop.
 - 10 ("ten"): shorter side 256; the 4 corner crops and the center crop of the whole resized image (not just its
   central square), in the order top-left, top-right, bottom-left, bottom-right, center; then their mirrors.
 - 144 ("paper144"): for each of the 4 scales 256, 288, 320, 352 (shorter side), 3 squares of side = the shorter
@@ -34,9 +36,9 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from kgooglenet.data.image import REFERENCE_SIZE, SINGLE_SCALE, center_crop, eval_scale, resize_shorter, resized_shape
+
 # The paper's scales for a 224 model: shorter side 256 for 1/10 crops, 256/288/320/352 for 144 crops.
-REFERENCE_SIZE = 224
-SINGLE_SCALE = 256
 PAPER_SCALES = (256, 288, 320, 352)
 SCHEME_NAMES = {"center": 1, "ten": 10, "paper144": 144}
 CROP_COUNTS = (1, 10, 144)
@@ -74,15 +76,11 @@ def crop_count(scheme) -> int:
 
 def scheme_scales(scheme, size: int = REFERENCE_SIZE) -> tuple[int, ...]:
     """The shorter-side scales of `scheme` for a model input of `size` (the paper's for size 224)."""
-    scales = PAPER_SCALES if crop_count(scheme) == 144 else (SINGLE_SCALE,)
+    n = crop_count(scheme)
+    if n == 1:
+        return (eval_scale(size),)
+    scales = PAPER_SCALES if n == 144 else (SINGLE_SCALE,)
     return tuple(int(round(s * size / REFERENCE_SIZE)) for s in scales)
-
-
-def resized_shape(height: int, width: int, scale: int) -> tuple[int, int]:
-    """(height, width) after resizing the shorter side to `scale` (longer side rounded half-to-even)."""
-    if height <= width:
-        return scale, max(scale, int(round(width * scale / height)))
-    return max(scale, int(round(height * scale / width))), scale
 
 
 def _check_size(height, width, size):
@@ -146,18 +144,6 @@ def _five(h, w, size):
 # ----------------------------------------------------------------------------------------------------------------
 # TF implementation (graph-friendly: works on dynamic image sizes inside tf.data.map and in exported signatures)
 # ----------------------------------------------------------------------------------------------------------------
-def _resize_shorter(images, scale: int):
-    """images (B, H, W, 3) float32 -> shorter side `scale`, aspect kept (same rounding as `resized_shape`)."""
-    shape = tf.shape(images)
-    h, w = tf.cast(shape[1], tf.float64), tf.cast(shape[2], tf.float64)
-    s = tf.constant(float(scale), tf.float64)
-    long_h = tf.maximum(s, tf.round(h * s / w))  # tf.round is half-to-even, like Python's round
-    long_w = tf.maximum(s, tf.round(w * s / h))
-    new_h = tf.cast(tf.where(h <= w, s, long_h), tf.int32)
-    new_w = tf.cast(tf.where(h <= w, long_w, s), tf.int32)
-    return tf.image.resize(images, tf.stack([new_h, new_w]), method="bilinear", antialias=True)
-
-
 def _window(images, top, left, height, width):
     return images[:, top : top + height, left : left + width, :]
 
@@ -168,28 +154,6 @@ def _five_crops(images, size: int):
     h, w = shape[1], shape[2]
     offsets = ((0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2))
     return [_window(images, t, l, size, size) for t, l in offsets]
-
-
-def center_crop(images, size: int = REFERENCE_SIZE, scale: int | None = None):
-    """The 1-crop scheme on a batch: resize the shorter side to `scale` (default 256 * size / 224), center crop.
-
-    Args:
-        images: (B, H, W, C) or (H, W, C), any real dtype, values in [0, 255].
-        size: output size.
-        scale: shorter side before cropping.
-
-    Returns:
-        float32 (B, size, size, C) (or (size, size, C) for a single image).
-    """
-    images = tf.convert_to_tensor(images)
-    single = images.shape.rank == 3
-    x = tf.cast(images[None] if single else images, tf.float32)
-    scale = scheme_scales(1, size)[0] if scale is None else int(scale)
-    x = _resize_shorter(x, scale)
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
-    x = _window(x, (h - size) // 2, (w - size) // 2, size, size)
-    x = tf.ensure_shape(x, [None, size, size, x.shape[-1]])
-    return x[0] if single else x
 
 
 def multi_crop(image, scheme=1, size: int = REFERENCE_SIZE):
@@ -214,13 +178,10 @@ def multi_crop(image, scheme=1, size: int = REFERENCE_SIZE):
         raise ValueError(f"`image` must be (H, W, C) or (B, H, W, C), received shape {image.shape}")
     single = image.shape.rank == 3
     x = tf.cast(image[None] if single else image, tf.float32)
-    crops = []
-    for scale in scheme_scales(n, size):
-        r = _resize_shorter(x, scale)
-        if n == 1:
-            h, w = tf.shape(r)[1], tf.shape(r)[2]
-            crops.append(_window(r, (h - size) // 2, (w - size) // 2, size, size))
-        elif n == 10:
+    crops = [center_crop(x, size)] if n == 1 else []  # the evaluation-style path itself
+    for scale in scheme_scales(n, size) if n > 1 else ():
+        r = resize_shorter(x, scale)
+        if n == 10:
             crops += _five_crops(r, size)
         else:
             h, w = tf.shape(r)[1], tf.shape(r)[2]

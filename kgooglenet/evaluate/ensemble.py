@@ -34,8 +34,9 @@ def _output_is_probability(tensor) -> bool:
 
 
 def forward_macs(model, image_size: int | None = None) -> int:
-    """Multiply-adds of one forward pass of one image, counted on the traced TF graph (Conv2D, depthwise conv and
-    MatMul ops; pooling, BatchNorm and activations are not counted, as in the paper's "1.5 billion multiply-adds").
+    """Multiply-adds of one forward pass of one image: the total of `kgooglenet.summary.summary_table` (the paper's
+    Table 1 "ops": convolutions and linear layers; pooling, BatchNorm and activations are not counted, as in the
+    paper's "1.5 billion multiply-adds"); layers that are not kgooglenet's count nothing.
 
     Args:
         model: a Keras model taking (B, H, W, 3) images.
@@ -46,29 +47,20 @@ def forward_macs(model, image_size: int | None = None) -> int:
     >>> round(forward_macs(GoogLeNet("bn")) / 1e9, 2)
     1.5
     """
+    from kgooglenet.summary import summary_table
+
     cached = _MACS.setdefault(model, {})
     if image_size in cached:
         return cached[image_size]
     shape = list(model.inputs[0].shape)
     h, w = shape[1], shape[2]
-    if h is None or w is None:
+    counted = model
+    if h is None or w is None:  # the count needs static shapes: a copy of the architecture at that size
         h = w = image_size or 224
+        counted = keras.models.clone_model(model, input_tensors=keras.Input((h, w, shape[3])))
     elif image_size is not None and (h, w) != (image_size, image_size):
         raise ValueError(f"`image_size`: model {model.name!r} takes {h}x{w} inputs, received image_size={image_size}")
-    fn = tf.function(lambda x: model(x, training=False))
-    graph = fn.get_concrete_function(tf.TensorSpec([1, h, w, shape[3]], model.inputs[0].dtype)).graph
-    total = 0
-    for op in graph.get_operations():
-        if op.type in ("Conv2D", "DepthwiseConv2dNative"):
-            out = op.outputs[0].shape.as_list()
-            kh, kw, cin, mult = op.inputs[1].shape.as_list()
-            per_out = kh * kw * (cin if op.type == "Conv2D" else 1)
-            total += int(np.prod(out[1:])) * per_out
-        elif op.type == "MatMul":
-            a, b = op.inputs[0].shape.as_list(), op.inputs[1].shape.as_list()
-            m, k = (a[1], a[0]) if op.get_attr("transpose_a") else (a[0], a[1])
-            n = b[0] if op.get_attr("transpose_b") else b[1]
-            total += m * k * n
+    total = sum(row.ops for row in summary_table(counted))
     cached[image_size] = int(total)
     return int(total)
 

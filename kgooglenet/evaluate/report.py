@@ -25,12 +25,16 @@ class EvaluationResult:
     crops: int  # crops per image (1 = as given or center crop)
     num_examples: int  # images evaluated
     top1: float  # top-1 accuracy in [0, 1]
-    top5: float  # top-5 accuracy in [0, 1] (top-k with k = min(5, classes))
+    top5: float | None  # top-k accuracy in [0, 1] with k = `top_k`; None when k would reach the class count (always 1)
     confusion: np.ndarray  # int64 (classes, classes): rows true class, columns predicted class
     class_names: list[str]  # class names by id
     macs_per_image: int | None = None  # multiply-adds per image over all models and crops
     seconds: float = 0.0  # wall time of the evaluation
     heads: list | None = None  # per model, the heads averaged ("main", "aux1", "aux2")
+    top_k: int = 5  # the k of `top5` (5, or fewer classes minus one; 0 when there is no top-k for so few classes)
+    undecodable: list = dataclasses.field(default_factory=list)  # images that could not be decoded (paths), not counted
+    probabilities: np.ndarray | None = None  # float32 (num_examples, classes) per image, in data order, when asked
+    labels: np.ndarray | None = None  # int32 (num_examples,) true classes, with `probabilities`
 
     @property
     def cost(self) -> int:
@@ -42,8 +46,8 @@ class EvaluationResult:
         return 1.0 - self.top1
 
     @property
-    def top5_error(self) -> float:
-        return 1.0 - self.top5
+    def top5_error(self) -> float | None:
+        return None if self.top5 is None else 1.0 - self.top5
 
     @property
     def per_class_accuracy(self) -> np.ndarray:
@@ -66,18 +70,22 @@ class EvaluationResult:
             "macs_per_image": self.macs_per_image,
             "seconds": self.seconds,
             "heads": self.heads,
+            "top_k": self.top_k,
+            "undecodable_count": len(self.undecodable),
+            "undecodable": list(self.undecodable),
         }
 
     def save(self, output_dir: str, max_classes: int = 100) -> dict:
-        """Writes metrics.json, per_class.csv, most_confused.csv and confusion.png into `output_dir`.
+        """Writes metrics.json (with the undecodable images), per_class.csv, most_confused.csv, confusion.png and
+        per_class.png (per-class accuracy bars) into `output_dir`.
 
         Returns:
-            {"metrics": path, "per_class": path, "most_confused": path, "confusion": path}
+            {"metrics": path, "per_class": path, "most_confused": path, "confusion": path, "per_class_plot": path}
         """
         os.makedirs(output_dir, exist_ok=True)
         paths = {k: os.path.join(output_dir, f) for k, f in (
             ("metrics", "metrics.json"), ("per_class", "per_class.csv"), ("most_confused", "most_confused.csv"),
-            ("confusion", "confusion.png"))}
+            ("confusion", "confusion.png"), ("per_class_plot", "per_class.png"))}
         with open(paths["metrics"], "w") as f:
             json.dump(self.to_dict(), f, indent=2)
         support = self.confusion.sum(axis=1)
@@ -94,6 +102,8 @@ class EvaluationResult:
                             f"{p['fraction']:.4f}"])
         plot_confusion(self.confusion, self.class_names, paths["confusion"], max_classes=max_classes,
                        title=f"{self.name}, {self.crops} crop(s): top-1 {self.top1:.2%}")
+        plot_per_class(self.confusion, self.class_names, paths["per_class_plot"], max_classes=max_classes,
+                       title=f"{self.name}, {self.crops} crop(s): per-class accuracy (top-1 {self.top1:.2%})")
         return paths
 
 
@@ -167,6 +177,42 @@ def plot_confusion(confusion, class_names, path: str, max_classes: int = 100, to
     return path
 
 
+def plot_per_class(confusion, class_names, path: str, max_classes: int = 100, title=None):
+    """Writes a PNG of per-class top-1 accuracy bars (images per class beside each bar), sorted worst first; with
+    more than `max_classes` classes only the `max_classes` worst. The overall accuracy is a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    confusion = np.asarray(confusion)
+    n = len(confusion)
+    names = list(class_names) if class_names else [str(i) for i in range(n)]
+    support = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
+    order = [i for i in np.argsort(np.nan_to_num(acc, nan=2.0), kind="stable") if support[i] > 0][:max_classes]
+    fig, ax = plt.subplots(figsize=(9, 0.28 * max(len(order), 1) + 1.6))
+    values = [acc[i] for i in order]
+    ax.barh(range(len(order)), values, color=[plt.cm.RdYlGn(v) for v in values])
+    ax.set_yticks(range(len(order)), [names[i][:32] for i in order], fontsize=8)
+    ax.invert_yaxis()
+    for row, i in enumerate(order):
+        ax.text(min(acc[i], 1.0), row, f" {acc[i]:.0%} of {int(support[i])}", va="center", fontsize=7)
+    total = support.sum()
+    if total:
+        ax.axvline(np.trace(confusion) / total, color="black", linestyle="--", linewidth=1, label="overall")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, 1.15)
+    ax.set_xlabel("top-1 accuracy of the class's images")
+    shown = f"{len(order)} worst of {n} classes" if len(order) < int((support > 0).sum()) else f"{len(order)} classes"
+    ax.set_title(title or f"per-class accuracy ({shown})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def results_table(results, base: int = 0) -> str:
     """A table like Table 3 of the paper: models, crops, cost, multiply-adds, top-1/top-5 accuracy and the top-5
     error, and its difference to the `base` row (the paper's "compared to base" column).
@@ -177,16 +223,21 @@ def results_table(results, base: int = 0) -> str:
     results = list(results)
     if not results:
         return "(no results)"
-    base_err = results[base].top5_error
-    header = ["model", "models", "crops", "cost", "GMACs/img", "images", "top-1 acc", "top-5 acc", "top-5 err",
-              "vs base"]
+    k = min(r.top_k for r in results)
+    topk = all(r.top5 is not None for r in results) and k > 0
+    # the "vs base" column compares the top-k error (the paper's top-5), or the top-1 error when there is no top-k
+    err = (lambda r: r.top5_error) if topk else (lambda r: r.top1_error)  # noqa: E731
+    base_err = err(results[base])
+    header = ["model", "models", "crops", "cost", "GMACs/img", "images", "top-1 acc",
+              *([f"top-{k} acc", f"top-{k} err"] if topk else ["top-1 err"]), "vs base"]
     rows = []
     for i, r in enumerate(results):
-        delta = r.top5_error - base_err
+        delta = err(r) - base_err
         rows.append([
             r.name, str(r.num_models), str(r.crops), str(r.cost),
             "-" if r.macs_per_image is None else f"{r.macs_per_image / 1e9:.1f}", str(r.num_examples),
-            f"{r.top1:.2%}", f"{r.top5:.2%}", f"{r.top5_error:.2%}", "base" if i == base else f"{delta:+.2%}",
+            f"{r.top1:.2%}", *([f"{r.top5:.2%}", f"{r.top5_error:.2%}"] if topk else [f"{r.top1_error:.2%}"]),
+            "base" if i == base else f"{delta:+.2%}",
         ])
     widths = [max(len(h), *(len(row[j]) for row in rows)) for j, h in enumerate(header)]
     line = "  ".join(h.ljust(w) if j == 0 else h.rjust(w) for j, (h, w) in enumerate(zip(header, widths)))

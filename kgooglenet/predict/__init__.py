@@ -21,17 +21,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import sys
 
 import numpy as np
 
 # the class names every export and prediction uses, and the one loader (predict sits above export)
+from kgooglenet.data.image import ImageDecodeError, load_image  # noqa: F401  (the one image path)
 from kgooglenet.export import default_class_names, imagenet_class_names, load_source, read_class_names  # noqa: F401
-
-
-class ImageDecodeError(ValueError):
-    """A file exists but neither TensorFlow nor Pillow can decode it as an image."""
 
 
 @dataclasses.dataclass
@@ -41,66 +37,6 @@ class Prediction:
     source: str  # the file path (or "array[i]")
     top: list = dataclasses.field(default_factory=list)  # [(class_id, class_name, probability)], best first
     error: str | None = None  # why the image could not be predicted; None when `top` is filled
-
-
-def _exif_orientation(path) -> int:
-    """The EXIF orientation tag of an image file (1 = upright; 1 too when there is none or Pillow cannot read it)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return int(im.getexif().get(_ORIENTATION, 1))
-    except Exception:  # not an image Pillow reads, or broken EXIF: the decoders below say what is wrong
-        return 1
-
-
-_ORIENTATION = 0x0112  # the EXIF orientation tag
-
-
-def load_image(path) -> np.ndarray:
-    """Decodes an image file to upright RGB uint8 (H, W, 3): TensorFlow first (JPEG, PNG, GIF, BMP, WebP), Pillow for
-    the other formats (TIFF, CMYK JPEGs, ...) and for files whose EXIF orientation turns them
-    (`PIL.ImageOps.exif_transpose`).
-
-    Raises:
-        FileNotFoundError: no such file.
-        IsADirectoryError: `path` is a directory.
-        ImageDecodeError: neither decoder can read it (the message names the file and both reasons).
-    """
-    import tensorflow as tf
-
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path!r} is a directory, not an image file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file {path!r} does not exist")
-    with open(path, "rb") as f:
-        data = f.read()
-    if not data:
-        raise ImageDecodeError(f"image file {path!r} is empty")
-    tf_reason = "not tried (the EXIF orientation turns the image: Pillow applies it)"
-    if _exif_orientation(path) == 1:
-        try:
-            image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-            return image.numpy()
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, ValueError) as e:
-            message = re.sub(r"\{\{[^}]*\}\}", "", str(getattr(e, "message", e)))  # drop TF's {{function_node ...}}
-            tf_reason = " ".join(message.split())[:200]
-    try:
-        from PIL import Image, ImageOps
-
-        with Image.open(path) as im:  # by path, so that Pillow's own messages name the file
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, np.float64)
-                arr = arr / max(arr.max(), 1) * 255.0
-                return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=-1)
-            return np.asarray(im.convert("RGB"), np.uint8)
-    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ... on bad data
-        pil_reason = f"{type(e).__name__}: {e}"
-    raise ImageDecodeError(
-        f"cannot decode image file {path!r}: TensorFlow: {tf_reason}; Pillow: {pil_reason}"
-    )
 
 
 def image_files(paths) -> list[str]:
