@@ -123,7 +123,7 @@ def test_bayesian_search_reports_best_config_trains_and_resumes(tmp_path):
     rows = read_csv(project / "results.csv")
     assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
     assert all(r["status"] == "COMPLETED" and r["tuner"] == "tuner0" for r in rows)
-    scores = [float(r["val_main_accuracy"]) for r in rows]
+    scores = [float(r["val_accuracy"]) for r in rows]  # the objective's user-facing name (Keras: val_main_accuracy)
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert {"learning_rate", "batch_size", "weight_decay", "dropout", "aux_dropout", "optimizer", "aux_weight",
             "label_smoothing"} <= set(rows[0])
