@@ -154,8 +154,14 @@ def plot_objective(trials: list[dict], path: str, objective: str, direction: str
 
 def plot_hyperparameters(trials: list[dict], path: str, objective: str, direction: str = "max") -> str | None:
     """hyperparameters.png: one panel per tuned hyperparameter, its value against the objective for each completed
-    trial (log x axis for ranges sampled on one decade or more; choices as categories), the best trial as a star.
+    trial (log x axis for values spanning a decade or more; choices as categories), the best trial as a star.
     Returns None (and writes nothing) before any trial completed."""
+    fig = hyperparameter_figure(trials, objective, direction)
+    return None if fig is None else _write(path, _png(fig))
+
+
+def hyperparameter_figure(trials: list[dict], objective: str, direction: str = "max"):
+    """The figure of `plot_hyperparameters` (None without a completed trial); its axes are in hyperparameter order."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -196,7 +202,7 @@ def plot_hyperparameters(trials: list[dict], path: str, objective: str, directio
     axes[0].legend(loc="best")
     fig.suptitle(f"{objective} against each hyperparameter ({len(done)} completed trials)")
     fig.tight_layout()
-    return _write(path, _png(fig))
+    return fig
 
 
 @dataclass
