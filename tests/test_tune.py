@@ -217,7 +217,8 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
     (lambda: Hyperparameter("batch_size", "choice", values=("32", 64)), ["'batch_size'", "'32'", "integer"]),
     (lambda: Hyperparameter("batch_size", "float", low=8, high=64), ["'batch_size'", "float range", "'int'"]),
     (lambda: Hyperparameter("epochs", "int", low=1, high=2.5), ["'epochs'", "high=2.5", "integer"]),
-    (lambda: Hyperparameter("label_smoothing", "float", low=0.0, high=1.5), ["'label_smoothing'", "high=1.5", "[0, 1)"]),
+    (lambda: Hyperparameter("label_smoothing", "float", low=0.0, high=1.5),
+     ["'label_smoothing'", "high=1.5", "[0, 1)"]),
     (lambda: Hyperparameter("optimizer", "choice", values=("sgd", "rmsprop")), ["'optimizer'", "'rmsprop'", "adamw"]),
     (lambda: Hyperparameter("finetune_blocks", "int", low=0, high=11), ["'finetune_blocks'", "high=11", "[0, 10]"]),
     (lambda: Hyperparameter("dropout", "float", low=0.0, high=0.5, step=0.7), ["'dropout'", "step=0.7"]),
@@ -240,7 +241,7 @@ def test_space_is_type_and_range_checked_when_made(make, words):
 def test_recipe_reports_a_bad_space_value_in_one_line(capsys):
     assert load_recipe("tune").main(["--range", "learning_rate=abc,0.1", "--show-space"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: hyperparameter 'learning_rate': low='abc' is not a number"
+    assert err == "error: hyperparameter 'learning_rate': low must be a number, received low='abc'"
 
 
 # --- reproducible, fitted to the data -----------------------------------------------------------------------------

@@ -15,9 +15,9 @@ reproducible. Each trial ends with one line (status, objective or the failure's 
 traceback goes to `trial_<id>/trial.log`.
 
 Resuming: rerunning `search` on the same `directory`/`project_name` reloads the finished trials (KerasTuner's
-`overwrite=False`) and only runs the missing ones up to `max_trials`; a trial interrupted by a kill is rerun under its own id (KerasTuner's retry queue),
-so no trial counts twice and no finished one is lost; the space is stored with the search, so a changed
-space needs `overwrite=True` or a new `project_name` (a mismatch raises ValueError).
+`overwrite=False`) and only runs the missing ones up to `max_trials`; a trial interrupted by a kill is rerun under its
+own id (KerasTuner's retry queue), so no trial counts twice and no finished one is lost; the space is stored with the
+search, so a changed space needs `overwrite=True` or a new `project_name` (a mismatch raises ValueError).
 
 Failures: a trial whose loss becomes NaN/inf (stopped by `TerminateOnNaN`) or that runs out of memory raises
 `keras_tuner.errors.FailedTrialError`: it is recorded as FAILED in the table and the search goes on (up to

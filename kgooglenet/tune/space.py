@@ -27,7 +27,8 @@ DERIVED = {"batch_size": int, "optimizer": str, "finetune_blocks": int}
 
 def value_type(name: str):
     """The Python type of hyperparameter `name`'s values (int, float, bool, str), or None when the field's type is not
-    one of these (e.g. "lr_mult"). ValueError for a name that is no TrainConfig field, "data.<field>" or derived name."""
+    one of these (e.g. "lr_mult"). ValueError for a name that is no TrainConfig field, "data.<field>" or derived
+    name."""
     if name in DERIVED:
         return DERIVED[name]
     fields = ({f.name: f for f in dataclasses.fields(DataConfig)} if name.startswith("data.")
@@ -61,7 +62,7 @@ def coerce_value(name: str, value, what: str = "value"):
             return {"true": True, "false": False, "1": True, "0": False}[text.lower()]
     except (ValueError, KeyError):
         expected = {int: "an integer", float: "a number", bool: "true or false"}[kind]
-        raise ValueError(f"hyperparameter {name!r}: {what}={value!r} is not {expected}") from None
+        raise ValueError(f"hyperparameter {name!r}: {what} must be {expected}, received {what}={value!r}") from None
     return text
 
 
@@ -74,12 +75,13 @@ def check_value(name: str, value, what: str = "value") -> None:
           and float(value).is_integer() and not isinstance(value, float)) or (kind is bool and isinstance(value, bool))
           or (kind is str and isinstance(value, str)))
     if not ok:
-        raise ValueError(f"hyperparameter {name!r}: {what}={value!r} ({type(value).__name__}) is not {expected}")
+        raise ValueError(f"hyperparameter {name!r}: {what} must be {expected}, received {what}={value!r} "
+                         f"({type(value).__name__})")
     try:
         config_from_values(TrainConfig(variant="bn"), {name: value})  # "bn": every finetune_blocks value maps
     except (TypeError, ValueError) as e:
         reason = str(e).removeprefix(f"hyperparameter {name!r} ")
-        raise ValueError(f"hyperparameter {name!r}: {what}={value!r} is not valid: {reason}") from None
+        raise ValueError(f"hyperparameter {name!r}: {what}={value!r} is not accepted: {reason}") from None
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Hyperparameter:
     >>> Hyperparameter("batch_size", "choice", values=("32", 64))
     Traceback (most recent call last):
     ...
-    ValueError: hyperparameter 'batch_size': value='32' (str) is not an integer
+    ValueError: hyperparameter 'batch_size': value must be an integer, received value='32' (str)
     """
 
     name: str  # TrainConfig field, "data.<DataConfig field>", "batch_size", "optimizer" or "finetune_blocks"
@@ -134,17 +136,17 @@ class Hyperparameter:
                     continue
                 if not _is_number(value) or (self.kind == "int" and not float(value).is_integer()):
                     expected = "an integer" if self.kind == "int" else "a number"
-                    raise ValueError(f"hyperparameter {name!r}: {what}={value!r} is not {expected}")
+                    raise ValueError(f"hyperparameter {name!r}: {what} must be {expected}, received {what}={value!r}")
                 if not math.isfinite(value):
-                    raise ValueError(f"hyperparameter {name!r}: {what}={value!r} is not finite")
+                    raise ValueError(f"hyperparameter {name!r}: {what} must be finite, received {what}={value!r}")
             if not self.low < self.high:
                 raise ValueError(f"hyperparameter {name!r}: a {self.kind} range needs low < high, received "
                                  f"low={self.low!r}, high={self.high!r}")
             if self.log and self.low <= 0:
                 raise ValueError(f"hyperparameter {name!r}: log sampling needs low > 0, received low={self.low!r}")
             if self.step is not None and not 0 < self.step <= self.high - self.low:
-                raise ValueError(f"hyperparameter {name!r}: step={self.step!r} must be in (0, high - low = "
-                                 f"{self.high - self.low!r}]")
+                raise ValueError(f"hyperparameter {name!r}: step must be in (0, high - low = {self.high - self.low!r}],"
+                                 f" received step={self.step!r}")
             if not isinstance(self.log, bool):
                 raise ValueError(f"hyperparameter {name!r}: log must be True or False, received {self.log!r}")
             if self.kind == "int":
