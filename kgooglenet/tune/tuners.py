@@ -17,6 +17,7 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from kgooglenet.data import make_datasets
+from kgooglenet.saving import atomic_write
 from kgooglenet.train import TrainConfig, build_model_and_compile
 from kgooglenet.train.callbacks import monitor_mode, replica_callbacks, schedule_callbacks
 from kgooglenet.train.loop import prepare_datasets, resolve_num_classes
@@ -174,6 +175,32 @@ def tuner_role() -> str:
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
+def _save_json(path: str, state: dict) -> None:
+    text = json.dumps(state)
+    if "://" in str(path):  # remote storage (gs://): tf.io.gfile, as KerasTuner does
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(text)
+        return
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    atomic_write(path, write)
+
+
+class _AtomicStateOracle:
+    """Oracle mixin: oracle.json and each trial.json written to a temporary file, then renamed into place."""
+
+    # KerasTuner rewrites these files in place (no public hook): a kill during a write would leave a truncated
+    # JSON that no later run can reload, losing the whole search, finished trials included.
+    def save(self):
+        _save_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        _save_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+
+
 TRIAL_LOG = "trial.log"  # in each trial directory: the values, the traceback of a failure and the summary line
 
 
@@ -197,6 +224,11 @@ class _GoogLeNetTunerMixin:
 
     objective_label = "val_accuracy"  # the objective as the user named it (set by make_tuner)
     max_consecutive_failures = None  # local search: stop after this many FAILED trials in a row (set by make_tuner)
+
+    def save(self):  # BaseTuner.save, with the tuner's own state file written atomically too
+        if not self._is_worker():
+            self.oracle.save()
+        _save_json(self._get_tuner_fname(), self.get_state())
 
     def _populate_initial_space(self):
         hp = self.oracle.get_space()
@@ -327,6 +359,9 @@ def make_tuner(config: TuneConfig, hypermodel: GoogLeNetHyperModel | None = None
                                hyperband_iterations=config.hyperband_iterations, **common)
         if role != "worker":
             tuner.oracle.max_trials = config.max_trials
+    if role != "worker":  # the oracle lives here: its state files are written atomically from now on
+        oracle_class = type(tuner.oracle)
+        tuner.oracle.__class__ = type(oracle_class.__name__, (_AtomicStateOracle, oracle_class), {})
     tuner.objective_label = config.objective
     tuner.max_consecutive_failures = config.max_consecutive_failed_trials if role == "local" else None
     if resuming and role != "worker":
