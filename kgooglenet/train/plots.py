@@ -176,19 +176,23 @@ class StepLearningRateLogger(keras.callbacks.Callback):
     Args:
         path: the CSV file (e.g. RUN_DIR/learning_rate_steps.csv, `LR_STEPS_CSV`).
         every: log every this many steps; None = about 100 points per epoch (every step for short epochs).
+        steps_per_epoch: steps of one epoch; None = the `steps` fit passes to its callbacks (a custom loop that
+            does not set `params` passes it here).
     """
 
-    def __init__(self, path: str, every: int | None = None):
+    def __init__(self, path: str, every: int | None = None, steps_per_epoch: int | None = None):
         super().__init__()
-        if every is not None and (not isinstance(every, int) or every < 1):
-            raise ValueError(f"StepLearningRateLogger: every must be None or a positive integer, received {every!r}")
-        self.path, self.every, self._rows, self._steps = path, every, [], 1
+        for name, value in (("every", every), ("steps_per_epoch", steps_per_epoch)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"StepLearningRateLogger: {name} must be None or a positive integer, received "
+                                 f"{name}={value!r}")
+        self.path, self.every, self.steps_per_epoch, self._rows = path, every, steps_per_epoch, []
 
     def _step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_train_begin(self, logs=None):
-        self._steps = int((self.params or {}).get("steps") or 1)
+        self._steps = int(self.steps_per_epoch or (self.params or {}).get("steps") or 1)
         self.every = self.every or max(1, self._steps // 100)
         start = self._step()
         if os.path.isfile(self.path):  # keep the rows of finished steps only
