@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from kgooglenet.saving import atomic_write
+from kgooglenet.train.optim import current_learning_rate
 
 WIDE_RANGE = 20.0  # loss.png uses a log axis when max / min of the plotted losses exceeds this
 LR_STEPS_CSV = "learning_rate_steps.csv"  # suggested name of StepLearningRateLogger's file in a run directory
@@ -202,8 +203,6 @@ class StepLearningRateLogger(keras.callbacks.Callback):
         self._rows = []
 
     def on_train_batch_end(self, batch, logs=None):
-        from kgooglenet.train.optim import current_learning_rate
-
         step = self._step()
         if step % self.every == 0 or batch == 0:
             self._rows.append((step, step / self._steps, current_learning_rate(self.model.optimizer)))
