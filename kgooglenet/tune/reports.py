@@ -98,7 +98,8 @@ def best_trial(trials: list[dict], direction: str = "max") -> dict | None:
 
 
 def write_table(trials: list[dict], path: str, objective: str) -> str:
-    """results.csv: trial_id, status, tuner, <objective>, best_epoch, one column per hyperparameter, error."""
+    """results.csv: trial_id, status, tuner, <objective>, best_epoch (1-based, as in training logs), one column per
+    hyperparameter, error (the reason of a failed trial)."""
     names = []
     for t in trials:
         names += [n for n in t["values"] if n not in names]
@@ -109,7 +110,7 @@ def write_table(trials: list[dict], path: str, objective: str) -> str:
         writer.writerow([
             t["trial_id"], t["status"], " ".join(t["tuners"]),
             "" if t["score"] is None else t["score"],
-            "" if t["status"] != "COMPLETED" else t["best_step"],
+            "" if t["status"] != "COMPLETED" or t["best_step"] is None else int(t["best_step"]) + 1,
             *[tidy(t["values"].get(n, "")) for n in names],
             error_line(t["message"]) if t["status"] != "COMPLETED" else "",
         ])
@@ -164,6 +165,7 @@ def hyperparameter_figure(trials: list[dict], objective: str, direction: str = "
     """The figure of `plot_hyperparameters` (None without a completed trial); its axes are in hyperparameter order."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None and math.isfinite(t["score"])]
     names = []
@@ -185,6 +187,7 @@ def hyperparameter_figure(trials: list[dict], objective: str, direction: str = "
             xs = values
             if min(values) > 0 and max(values) >= 10 * min(values):
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # labels on decades only: minor labels overlap
         else:
             categories = list(dict.fromkeys(str(v) for v in values))
             xs = [categories.index(str(v)) for v in values]
