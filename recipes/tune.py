@@ -3,16 +3,22 @@
 Tunes learning rate, batch size, weight decay, dropout, aux dropout, optimizer, aux loss weight, label smoothing and
 (when fine-tuning from weights) how many blocks to train, starting from a TrainConfig (`--config`, as written by
 `recipes/train.py`; default: the digits quickstart). Rerunning the same command resumes the search (finished trials are
-kept; `--max-trials` may grow); `--overwrite` starts over. Writes to DIRECTORY/PROJECT/: results.csv, objective.png and
-best_config.json, which `python recipes/train.py --config DIRECTORY/PROJECT/best_config.json` trains directly.
+kept, a trial killed midway is rerun under its own id; `--max-trials` may grow); `--overwrite` starts over. Batch sizes
+larger than the training split are dropped from the space. One line per trial says how it ended (a failure's traceback
+is in DIRECTORY/PROJECT/trial_<id>/trial.log). Writes to DIRECTORY/PROJECT/: results.csv (a row per trial with its
+hyperparameters), objective.png, hyperparameters.png (each hyperparameter against the objective) and best_config.json,
+which `python recipes/train.py --config DIRECTORY/PROJECT/best_config.json` trains into its own new run directory,
+DIRECTORY/PROJECT/best_trial_<id> (never the base config's out_dir). `--seed` (default 0) makes the trials reproducible.
 
-Run (local; digits, 3 epochs per trial, about 1 minute per trial on 2 CPU cores):
+Run (local; digits, 3 epochs per trial; measured 3.5-6.5 minutes per trial on 2 CPU cores shared with other jobs):
     python recipes/tune.py --width 0.25 --trial-epochs 3 --max-trials 4 --directory tuning
     python recipes/tune.py --width 0.25 --trial-epochs 3 --max-trials 10 --directory tuning   # 6 more trials
     python recipes/tune.py --config base.json --tuner hyperband --fix optimizer=sgd_nesterov \
         --range learning_rate=1e-3,0.1 --choices batch_size=64,128 --drop label_smoothing --overwrite
-Expected (first command, measured): "4 trials (4 completed); best val_main_accuracy=0.969 (trial 3)" (AdamW,
-lr 4.4e-3, batch 32; the other trials 0.10-0.53), then the paths of the three reports.
+Expected (first command, measured with the default --seed 0): "4 trials (4 completed); best val_accuracy=0.9805
+(trial 2)" (AdamW, lr 6.5e-3, batch 32; the other trials 0.10-0.86), one line per trial before it, then the paths of
+the reports and "train it: python recipes/train.py --config tuning/googlenet/best_config.json (trains into
+tuning/googlenet/best_trial_2)".
 
 Distributed (KerasTuner's chief/worker protocol; same command everywhere, DIRECTORY on shared storage):
     export KERASTUNER_ORACLE_IP=10.0.0.1 KERASTUNER_ORACLE_PORT=8000
@@ -29,7 +35,7 @@ import argparse
 import dataclasses
 import sys
 
-from kgooglenet.tune import DEFAULT_SPACE, TUNERS, WORKER_STRATEGIES, TuneConfig, search, space_overrides
+from kgooglenet.tune import DEFAULT_SPACE, TUNERS, WORKER_STRATEGIES, SearchFailed, TuneConfig, search, space_overrides
 
 
 def parse_args(argv=None):
@@ -38,7 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--width", type=float, help="override the base config's width multiplier")
     p.add_argument("--tuner", choices=TUNERS, default="bayesian")
     p.add_argument("--max-trials", type=int, default=20)
-    p.add_argument("--objective", default="val_accuracy", help="metric to maximize (default: main-head val top-1)")
+    p.add_argument("--objective", default="val_accuracy",
+                   help="metric to maximize, or minimize for a loss (default: main-head val top-1)")
     p.add_argument("--directory", default="tuning", help="search directory (resumed when it exists)")
     p.add_argument("--project-name", default="googlenet")
     p.add_argument("--overwrite", action="store_true", help="delete an existing search of this project first")
@@ -46,7 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--steps-per-epoch", type=int, help="cap the training steps per epoch of each trial")
     p.add_argument("--validation-steps", type=int, help="cap the validation steps of each trial")
     p.add_argument("--patience", type=int, default=3, help="early stopping patience per trial (0 = off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the oracle")
+    p.add_argument("--seed", type=int, default=0, help="seed of the oracle: the same seed gives the same trials")
     p.add_argument("--num-initial-points", type=int, help="bayesian: random trials before the Gaussian process")
     p.add_argument("--max-consecutive-failed-trials", type=int, default=3)
     p.add_argument("--max-retries-per-trial", type=int, default=0)
@@ -95,15 +102,24 @@ def make_config(args) -> TuneConfig:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = make_config(args)
+    try:
+        config = make_config(args)
+    except ValueError as e:  # a bad --fix/--range/--choices/--drop value or option: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.show_space:
         print(config.space.relevant_to(config.train).describe())
         return 0
-    result = search(config)
+    try:
+        result = search(config)
+    except (SearchFailed, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if result.role != "worker":
-        print(f"results: {result.table_path}\nplot: {result.plot_path}\nbest config: {result.best_config_path}")
-        if result.best_config_path:
-            print(f"train it: python recipes/train.py --config {result.best_config_path}")
+        print(f"results: {result.table_path}\nplots: {result.plot_path} {result.hyperparameters_plot_path}\n"
+              f"best config: {result.best_config_path}")
+        print(f"train it: python recipes/train.py --config {result.best_config_path}  "
+              f"(trains into {result.best_config.out_dir})")
     return 0
 
 

@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_tuner import errors as kt_errors
+
 from kgooglenet.data import DataConfig
 from kgooglenet.train import TrainConfig
 from kgooglenet.tune import (
     DEFAULT_SPACE,
     Hyperparameter,
+    SearchFailed,
     SearchSpace,
     TuneConfig,
     config_from_values,
@@ -123,7 +126,7 @@ def test_bayesian_search_reports_best_config_trains_and_resumes(tmp_path):
     rows = read_csv(project / "results.csv")
     assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
     assert all(r["status"] == "COMPLETED" and r["tuner"] == "tuner0" for r in rows)
-    scores = [float(r["val_main_accuracy"]) for r in rows]
+    scores = [float(r["val_accuracy"]) for r in rows]  # the objective's user-facing name (Keras: val_main_accuracy)
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert {"learning_rate", "batch_size", "weight_decay", "dropout", "aux_dropout", "optimizer", "aux_weight",
             "label_smoothing"} <= set(rows[0])
@@ -144,9 +147,16 @@ def test_bayesian_search_reports_best_config_trains_and_resumes(tmp_path):
     assert (best.epochs, best.steps_per_epoch, best.validation_steps, best.width) == (1, 2, 2, 0.0625)
     assert best.to_dict() == result.best_config.to_dict()
 
-    # ... which recipes/train.py trains as is
+    # ... which recipes/train.py trains as is, into its own new directory: the base run is never touched
+    assert best.out_dir == str(project / f"best_trial_{best_row['trial_id']}") != base_config(tmp_path).out_dir
+    base_run = tmp_path / "best_run"
+    base_run.mkdir()
+    (base_run / "config.json").write_text(base_config(tmp_path).to_json())
+    base_bytes = (base_run / "config.json").read_bytes()
     run = load_recipe("train").main(["--config", str(project / "best_config.json"), "--epochs", "1"])
-    assert run.epochs_run == 1 and run.out_dir == best.out_dir
+    assert run.epochs_run == 1 and run.initial_epoch == 0 and run.out_dir == best.out_dir
+    assert sorted(p.name for p in base_run.iterdir()) == ["config.json"]
+    assert (base_run / "config.json").read_bytes() == base_bytes
     assert 0.0 <= run.history["val_main_accuracy"][0] <= 1.0
     assert TrainConfig.from_json(run.config_path).learning_rate == best.learning_rate
 
@@ -198,3 +208,95 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
     assert TrainConfig.from_json(result.best_config_path).learning_rate == pytest.approx(
         result.trials[2]["values"]["learning_rate"])
     assert load_trials(str(tmp_path / "search" / "googlenet"))[0]["tuners"] == ["tuner0"]
+
+
+# --- the space is checked when made -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("make, words", [
+    (lambda: Hyperparameter("learning_rate", "float", low=-1.0, high=0.1), ["'learning_rate'", "low=-1.0", "positive"]),
+    (lambda: Hyperparameter("learning_rate", "float", low="abc", high=0.1), ["'learning_rate'", "'abc'", "number"]),
+    (lambda: Hyperparameter("batch_size", "choice", values=("32", 64)), ["'batch_size'", "'32'", "integer"]),
+    (lambda: Hyperparameter("batch_size", "float", low=8, high=64), ["'batch_size'", "float range", "'int'"]),
+    (lambda: Hyperparameter("epochs", "int", low=1, high=2.5), ["'epochs'", "high=2.5", "integer"]),
+    (lambda: Hyperparameter("label_smoothing", "float", low=0.0, high=1.5),
+     ["'label_smoothing'", "high=1.5", "[0, 1)"]),
+    (lambda: Hyperparameter("optimizer", "choice", values=("sgd", "rmsprop")), ["'optimizer'", "'rmsprop'", "adamw"]),
+    (lambda: Hyperparameter("finetune_blocks", "int", low=0, high=11), ["'finetune_blocks'", "high=11", "[0, 10]"]),
+    (lambda: Hyperparameter("dropout", "float", low=0.0, high=0.5, step=0.7), ["'dropout'", "step=0.7"]),
+    (lambda: Hyperparameter("no_such_field", "fixed", values=(1,)), ["'no_such_field'", "TrainConfig field"]),
+    (lambda: DEFAULT_SPACE.with_overrides(**space_overrides(ranges=["learning_rate=abc,0.1"])),
+     ["'learning_rate'", "'abc'", "number"]),
+    (lambda: DEFAULT_SPACE.with_overrides(**space_overrides(choices=["batch_size=32,2.5"])),
+     ["'batch_size'", "'2.5'", "integer"]),
+    (lambda: DEFAULT_SPACE.with_overrides(**space_overrides(fix=["epochs=2.5"])), ["'epochs'", "'2.5'", "integer"]),
+    (lambda: DEFAULT_SPACE.with_overrides(**space_overrides(fix=["batch_size=0"])), ["'batch_size'", "value=0"]),
+    (lambda: DEFAULT_SPACE.with_overrides(**space_overrides(ranges=["weight_decay=-1,0.1"])),
+     ["'weight_decay'", "low=-1.0"]),
+])
+def test_space_is_type_and_range_checked_when_made(make, words):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_recipe_reports_a_bad_space_value_in_one_line(capsys):
+    assert load_recipe("tune").main(["--range", "learning_rate=abc,0.1", "--show-space"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: hyperparameter 'learning_rate': low must be a number, received low='abc'"
+
+
+# --- reproducible, fitted to the data -----------------------------------------------------------------------------
+def _first_values(tmp_path, name, tuner, seed, n=3):
+    tuner = make_tuner(tune_config(tmp_path, base_config(tmp_path), tuner=tuner, seed=seed, directory=str(
+        tmp_path / name), space=DEFAULT_SPACE))
+    # one trial per tuner id: the oracle hands out new values without any trial being trained
+    return [tuner.oracle.create_trial(f"t{i}").hyperparameters.values for i in range(n)]
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian"])
+def test_a_seed_of_zero_gives_the_same_trials(tmp_path, tuner):
+    first = _first_values(tmp_path, "a", tuner, seed=0)
+    assert first == _first_values(tmp_path, "b", tuner, seed=0)
+    assert first != _first_values(tmp_path, "c", tuner, seed=1)
+    assert len({str(v) for v in first}) == 3
+
+
+def small_split_config(tmp_path, **overrides):
+    """60 digits as in-memory arrays: 49 training and 11 validation images (a stratified split)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images[:60] * 16).clip(0, 255).astype("uint8")
+    data = DataConfig(source="arrays", train_arrays=(images, digits.target[:60]), val_split=0.2, image_size=32,
+                      seed=0)
+    return base_config(tmp_path, data=data, aux_heads=False, **overrides)
+
+
+class FailEveryTrial(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        raise kt_errors.FailedTrialError("simulated failure for the test")
+
+
+def test_small_split_drops_batch_sizes_and_a_search_with_no_completed_trial_says_so(tmp_path, capsys):
+    config = tune_config(tmp_path, small_split_config(tmp_path), space=DEFAULT_SPACE, max_trials=2, tuner="random")
+    tuner = make_tuner(config)
+    out = capsys.readouterr().out
+    assert out.count("batch_size: dropped") == 1
+    assert "dropped 64, 128, 256 from the space (larger than the 49 training examples)" in out
+    assert tuner.hypermodel.space["batch_size"].values == (32,)
+
+    with pytest.raises(SearchFailed, match=r"no trial of the search in .* completed \(2 failed\).*simulated failure"):
+        search(config, callbacks=[FailEveryTrial()])
+    out, err = capsys.readouterr()
+    project = tmp_path / "search" / "googlenet"
+    lines = [line for line in out.splitlines() if " FAILED in " in line]
+    assert len(lines) == 2 and all("simulated failure for the test" in line for line in lines), out
+    assert "Traceback" not in out + err  # the tracebacks are in the trial logs
+    assert "Traceback" in (project / "trial_0" / "trial.log").read_text()
+    rows = read_csv(project / "results.csv")
+    assert [r["status"] for r in rows] == ["FAILED", "FAILED"]
+    assert all(r["error"] == "simulated failure for the test" for r in rows)
+    assert all(r["batch_size"] == "32" and float(r["learning_rate"]) > 0 for r in rows)  # the hyperparameters
+    assert not (project / "best_config.json").exists()
+
+    with pytest.raises(ValueError, match="every value \\[256\\] is larger than the 49 training examples"):
+        make_tuner(tune_config(tmp_path, small_split_config(tmp_path), space=DEFAULT_SPACE.fix("batch_size", 256)))

@@ -20,15 +20,15 @@ class TuneConfig:
 
     Example:
     >>> config = TuneConfig(train=TrainConfig(width=0.25, epochs=3), max_trials=10, directory="tuning")
-    >>> config.project_dir, config.objective_key
-    ('tuning/googlenet', 'val_main_accuracy')
+    >>> config.project_dir, config.objective, config.objective_key
+    ('tuning/googlenet', 'val_accuracy', 'val_main_accuracy')
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)  # the base config; the best config is it + the best values
     space: SearchSpace = DEFAULT_SPACE  # what is tuned (hyperparameters irrelevant to `train` are skipped)
     tuner: str = "bayesian"  # "bayesian" (Gaussian process), "hyperband" or "random"
     max_trials: int = 20  # trials in total, counting those of earlier runs of a resumed search (caps Hyperband too)
-    objective: str = "val_accuracy"  # metric maximized (minimized if a loss); "val_accuracy": main head's val top-1
+    objective: str = "val_accuracy"  # metric maximized (minimized if a loss), named as in TrainConfig.monitor: "val_accuracy" is the main head's val top-1 (Keras' "val_main_accuracy" with aux heads, mapped internally); the reports use this name
     directory: str = "tuning"  # search directory (shared by all processes of a distributed search)
     project_name: str = "googlenet"  # subdirectory of `directory` holding the trials and the reports
     overwrite: bool = False  # start over, deleting an existing search of the same project; False resumes it
@@ -36,7 +36,7 @@ class TuneConfig:
     trial_steps_per_epoch: int | None = None  # training steps per trial epoch; None = train.steps_per_epoch
     trial_validation_steps: int | None = None  # validation steps per trial epoch; None = train.validation_steps
     early_stopping_patience: int | None = 3  # stop a trial after this many epochs without improvement; None = never
-    seed: int | None = 0  # seed of the oracle (which values are tried)
+    seed: int | None = 0  # seed of the oracle (which values are tried; 0 is a seed like any other); None = random
     num_initial_points: int | None = None  # bayesian: random trials before the Gaussian process; None = 3 x dims
     hyperband_factor: int = 3  # hyperband: reduction factor between rounds (max epochs = trial_epochs)
     hyperband_iterations: int = 1  # hyperband: number of full Hyperband sweeps
@@ -62,6 +62,8 @@ class TuneConfig:
             raise ValueError(f"TuneConfig.tuner must be one of {TUNERS}, received {self.tuner!r}")
         if self.strategy not in WORKER_STRATEGIES:
             raise ValueError(f"TuneConfig.strategy must be one of {WORKER_STRATEGIES}, received {self.strategy!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0):
+            raise ValueError(f"TuneConfig.seed must be None or an integer >= 0, received {self.seed!r}")
         for name in ("max_trials", "executions_per_trial", "max_consecutive_failed_trials"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"TuneConfig.{name} must be a positive integer, received {getattr(self, name)!r}")
@@ -81,7 +83,7 @@ class TuneConfig:
 
     @property
     def objective_key(self) -> str:
-        """The Keras log key of `objective` for this model (see `objective_name`)."""
+        """The Keras log key `objective` maps to for this model (what KerasTuner records; see `objective_name`)."""
         return objective_name(self.train, self.objective)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import keras_tuner as kt
@@ -19,9 +20,73 @@ OPTIMIZER_CHOICES = ("sgd", "sgd_nesterov", "adam", "adamw")
 NUM_BLOCKS = 1 + len(specs.INCEPTION_ROWS)
 
 
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+# The derived names (see `Hyperparameter`): their value type and, for ints, the valid range.
+DERIVED = {"batch_size": int, "optimizer": str, "finetune_blocks": int}
+
+
+def value_type(name: str):
+    """The Python type of hyperparameter `name`'s values (int, float, bool, str), or None when the field's type is not
+    one of these (e.g. "lr_mult"). ValueError for a name that is no TrainConfig field, "data.<field>" or derived
+    name."""
+    if name in DERIVED:
+        return DERIVED[name]
+    fields = ({f.name: f for f in dataclasses.fields(DataConfig)} if name.startswith("data.")
+              else {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "data"})
+    field = fields.get(name[5:] if name.startswith("data.") else name)
+    if field is None:
+        raise ValueError(
+            f"hyperparameter {name!r} does not name a TrainConfig field, 'data.<DataConfig field>', "
+            f"'batch_size', 'optimizer' or 'finetune_blocks'"
+        )
+    return _TYPES.get(str(field.type).replace(" | None", "").strip())
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def coerce_value(name: str, value, what: str = "value"):
+    """`value` (a command-line string, or a Python value) as the type of hyperparameter `name`; ValueError naming the
+    hyperparameter, the value and the expected type otherwise. Integers stay integers ("2.5" is no int)."""
+    kind = value_type(name)
+    if kind is None or not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is bool:
+            return {"true": True, "false": False, "1": True, "0": False}[text.lower()]
+    except (ValueError, KeyError):
+        expected = {int: "an integer", float: "a number", bool: "true or false"}[kind]
+        raise ValueError(f"hyperparameter {name!r}: {what} must be {expected}, received {what}={value!r}") from None
+    return text
+
+
+def check_value(name: str, value, what: str = "value") -> None:
+    """Raises ValueError unless `value` has the type of hyperparameter `name` and a base TrainConfig accepts it (so
+    every range a TrainConfig field checks - learning_rate > 0, label_smoothing in [0, 1), ... - is checked once)."""
+    kind = value_type(name)
+    expected = {int: "an integer", float: "a number", bool: "True or False", str: "a string"}.get(kind)
+    ok = (kind is None or (kind is float and _is_number(value)) or (kind is int and _is_number(value)
+          and float(value).is_integer() and not isinstance(value, float)) or (kind is bool and isinstance(value, bool))
+          or (kind is str and isinstance(value, str)))
+    if not ok:
+        raise ValueError(f"hyperparameter {name!r}: {what} must be {expected}, received {what}={value!r} "
+                         f"({type(value).__name__})")
+    try:
+        config_from_values(TrainConfig(variant="bn"), {name: value})  # "bn": every finetune_blocks value maps
+    except (TypeError, ValueError) as e:
+        reason = str(e).removeprefix(f"hyperparameter {name!r} ")
+        raise ValueError(f"hyperparameter {name!r}: {what}={value!r} is not accepted: {reason}") from None
+
+
 @dataclass(frozen=True)
 class Hyperparameter:
-    """One tuned hyperparameter: a name, a kind and a range.
+    """One tuned hyperparameter: a name, a kind and a range, type- and range-checked when made.
 
     The name is what KerasTuner records and what the results table shows. It is either a `TrainConfig` field
     ("learning_rate", "weight_decay", "momentum", ...), a `DataConfig` field written "data.<field>", or one of the
@@ -34,6 +99,10 @@ class Hyperparameter:
     'learning_rate: float in [0.0001, 0.1] (log)'
     >>> Hyperparameter("batch_size", "choice", values=(32, 64, 128), help="global batch").describe()
     'batch_size: one of [32, 64, 128] - global batch'
+    >>> Hyperparameter("batch_size", "choice", values=("32", 64))
+    Traceback (most recent call last):
+    ...
+    ValueError: hyperparameter 'batch_size': value must be an integer, received value='32' (str)
     """
 
     name: str  # TrainConfig field, "data.<DataConfig field>", "batch_size", "optimizer" or "finetune_blocks"
@@ -46,23 +115,63 @@ class Hyperparameter:
     help: str = ""  # what the hyperparameter does (shown by `SearchSpace.describe`)
 
     def __post_init__(self):
+        name = self.name
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Hyperparameter: name must be a non-empty string, received {name!r}")
+        kind = value_type(name)  # raises for unknown names
         if self.kind not in KINDS:
-            raise ValueError(f"Hyperparameter {self.name!r}: `kind` must be one of {KINDS}, received {self.kind!r}")
-        if self.kind in ("float", "int"):
-            if self.low is None or self.high is None or not self.low < self.high:
-                raise ValueError(
-                    f"Hyperparameter {self.name!r}: a {self.kind} range needs low < high, received "
-                    f"low={self.low!r}, high={self.high!r}"
-                )
-            if self.log and self.low <= 0:
-                raise ValueError(f"Hyperparameter {self.name!r}: log sampling needs low > 0, received low={self.low!r}")
-        elif self.kind == "choice" and len(self.values) < 1:
-            raise ValueError(f"Hyperparameter {self.name!r}: a choice needs at least one value, received values=()")
-        elif self.kind == "fixed" and len(self.values) != 1:
-            raise ValueError(
-                f"Hyperparameter {self.name!r}: a fixed hyperparameter has exactly one value, received {self.values!r}"
-            )
+            raise ValueError(f"hyperparameter {name!r}: kind must be one of {KINDS}, received {self.kind!r}")
+        if isinstance(self.values, (str, bytes)) or not isinstance(self.values, (tuple, list)):
+            raise ValueError(f"hyperparameter {name!r}: values must be a tuple of candidates, received "
+                             f"{self.values!r}")
         object.__setattr__(self, "values", tuple(self.values))
+        if self.kind in ("float", "int"):
+            if kind not in (int, float, None) or (self.kind == "float" and kind is int):
+                raise ValueError(f"hyperparameter {name!r}: a {self.kind} range does not fit its "
+                                 f"{getattr(kind, '__name__', '?')} values; use kind "
+                                 f"{'int' if kind is int else 'choice'!r} instead")
+            for what in ("low", "high", "step"):
+                value = getattr(self, what)
+                if value is None and what == "step":
+                    continue
+                if not _is_number(value) or (self.kind == "int" and not float(value).is_integer()):
+                    expected = "an integer" if self.kind == "int" else "a number"
+                    raise ValueError(f"hyperparameter {name!r}: {what} must be {expected}, received {what}={value!r}")
+                if not math.isfinite(value):
+                    raise ValueError(f"hyperparameter {name!r}: {what} must be finite, received {what}={value!r}")
+            if not self.low < self.high:
+                raise ValueError(f"hyperparameter {name!r}: a {self.kind} range needs low < high, received "
+                                 f"low={self.low!r}, high={self.high!r}")
+            if self.log and self.low <= 0:
+                raise ValueError(f"hyperparameter {name!r}: log sampling needs low > 0, received low={self.low!r}")
+            if self.step is not None and not 0 < self.step <= self.high - self.low:
+                raise ValueError(f"hyperparameter {name!r}: step must be in (0, high - low = {self.high - self.low!r}],"
+                                 f" received step={self.step!r}")
+            if not isinstance(self.log, bool):
+                raise ValueError(f"hyperparameter {name!r}: log must be True or False, received {self.log!r}")
+            if self.kind == "int":
+                object.__setattr__(self, "low", int(self.low))
+                object.__setattr__(self, "high", int(self.high))
+            cast = int if kind is int or self.kind == "int" else float
+            check_value(name, cast(self.low), "low")
+            check_value(name, cast(self.high), "high")
+            if self.values:
+                raise ValueError(f"hyperparameter {name!r}: a {self.kind} range takes low/high, not values="
+                                 f"{self.values!r}")
+        else:
+            if self.kind == "choice" and len(self.values) < 1:
+                raise ValueError(f"hyperparameter {name!r}: a choice needs at least one value, received values=()")
+            if self.kind == "fixed" and len(self.values) != 1:
+                raise ValueError(f"hyperparameter {name!r}: a fixed hyperparameter has exactly one value, received "
+                                 f"{self.values!r}")
+            if kind is float:  # KerasTuner's Choice needs one type: 0 and 0.5 become 0.0 and 0.5
+                object.__setattr__(self, "values", tuple(float(v) if _is_number(v) else v for v in self.values))
+            for value in self.values:
+                check_value(name, value)
+            if len(set(self.values)) != len(self.values):
+                raise ValueError(f"hyperparameter {name!r}: values must differ, received {list(self.values)}")
+            if self.low is not None or self.high is not None:
+                raise ValueError(f"hyperparameter {name!r}: a {self.kind} takes values, not low/high")
 
     def declare(self, hp: kt.HyperParameters):
         """Registers this hyperparameter in `hp` and returns its current value."""
@@ -76,23 +185,10 @@ class Hyperparameter:
             return hp.Choice(self.name, list(self.values))
         return hp.Fixed(self.name, self.values[0])
 
-    def coerce(self, value):
-        """`value` (e.g. a command-line string) converted to this hyperparameter's type."""
-        if self.kind == "float":
-            return float(value)
-        if self.kind == "int":
-            return int(value)
-        candidates = self.values
-        for candidate in candidates:
-            if value == candidate or str(value) == str(candidate):
-                return candidate
-        if isinstance(value, str):
-            for cast in (int, float):
-                try:
-                    return cast(value)
-                except ValueError:
-                    pass
-        return value
+    def coerce(self, value, what: str = "value"):
+        """`value` (e.g. a command-line string) converted to this hyperparameter's type (see `coerce_value`)."""
+        value = coerce_value(self.name, value, what)
+        return float(value) if value_type(self.name) is float and _is_number(value) else value
 
     def describe(self) -> str:
         """One line: name, kind, range (and the help text)."""
@@ -122,6 +218,9 @@ class SearchSpace:
     params: tuple[Hyperparameter, ...] = ()  # the hyperparameters, in declaration order
 
     def __post_init__(self):
+        for p in self.params:
+            if not isinstance(p, Hyperparameter):
+                raise ValueError(f"SearchSpace: params must be Hyperparameter objects, received {p!r}")
         names = [p.name for p in self.params]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -147,32 +246,28 @@ class SearchSpace:
 
     def fix(self, name: str, value) -> "SearchSpace":
         """Always use `value` for `name` (still recorded in the results). Unknown names are added as fixed."""
+        value = coerce_value(name, value)
         if name not in self:
-            config_fields({name: value})  # validates the name
             return self.add(Hyperparameter(name, "fixed", values=(value,)))
-        value = self[name].coerce(value)
         return self._replace(name, kind="fixed", values=(value,), low=None, high=None, log=False, step=None)
 
     def narrow(self, name: str, low, high) -> "SearchSpace":
         """New bounds for a float or int hyperparameter."""
         p = self[name]
         if p.kind not in ("float", "int"):
-            raise ValueError(f"SearchSpace.narrow: {name!r} is a {p.kind} hyperparameter, not a float/int range")
-        cast = float if p.kind == "float" else int
-        return self._replace(name, low=cast(low), high=cast(high))
+            raise ValueError(f"hyperparameter {name!r} is a {p.kind} hyperparameter, not a float/int range: use "
+                             "choices (--choices) or fix (--fix)")
+        low, high = coerce_value(name, low, "low"), coerce_value(name, high, "high")
+        step = p.step if p.step is None or (_is_number(low) and _is_number(high) and p.step <= high - low) else None
+        return self._replace(name, low=low, high=high, step=step)
 
     def choices(self, name: str, values) -> "SearchSpace":
         """Make `name` a choice among `values` (any previous kind)."""
-        values = tuple(values)
+        if isinstance(values, (str, bytes)):
+            raise ValueError(f"hyperparameter {name!r}: choices must be a list of values, received {values!r}")
+        values = tuple(coerce_value(name, v) for v in values)
         if name not in self:
             return self.add(Hyperparameter(name, "choice", values=values))
-        p = self[name]
-        if p.kind in ("choice", "fixed"):
-            values = tuple(p.coerce(v) for v in values)
-        elif p.kind == "float":
-            values = tuple(float(v) for v in values)
-        else:
-            values = tuple(int(v) for v in values)
         return self._replace(name, kind="choice", values=values, low=None, high=None, log=False, step=None)
 
     def drop(self, *names: str) -> "SearchSpace":
@@ -183,7 +278,8 @@ class SearchSpace:
 
     def add(self, param: Hyperparameter) -> "SearchSpace":
         """Tune one more hyperparameter (any TrainConfig field, or "data.<field>")."""
-        config_fields({param.name: param.values[0] if param.values else param.low})  # validates the name
+        if not isinstance(param, Hyperparameter):
+            raise ValueError(f"SearchSpace.add takes a Hyperparameter, received {type(param).__name__}")
         return SearchSpace(self.params + (param,))
 
     def with_overrides(self, fix=None, ranges=None, choices=None, drop=()) -> "SearchSpace":
@@ -209,6 +305,35 @@ class SearchSpace:
         if config.weights is None:
             irrelevant.add("finetune_blocks")
         return SearchSpace(tuple(p for p in self.params if p.name not in irrelevant or p.kind == "fixed"))
+
+    def fit_to_data(self, train_size: int, batch_size: int) -> tuple["SearchSpace", tuple]:
+        """The space without batch sizes above the `train_size` training examples (a batch larger than the split
+        trains no step), and the values dropped. ValueError when no batch size is left; `batch_size` is the base
+        config's, used when the space does not tune it."""
+        if "batch_size" not in self:
+            if batch_size > train_size:
+                raise ValueError(f"data.batch_size={batch_size} is larger than the {train_size} training examples "
+                                 "and is not tuned: lower it, or tune it (--choices batch_size=8,16)")
+            return self, ()
+        p = self["batch_size"]
+        if p.kind in ("choice", "fixed"):
+            kept = tuple(v for v in p.values if v <= train_size)
+            dropped = tuple(v for v in p.values if v > train_size)
+            if not kept:
+                raise ValueError(f"hyperparameter 'batch_size': every value {list(p.values)} is larger than the "
+                                 f"{train_size} training examples; pass smaller ones, e.g. --choices "
+                                 f"batch_size={max(1, train_size // 4)},{max(1, train_size // 2)}")
+            if not dropped:
+                return self, ()
+            return self._replace("batch_size", values=kept), dropped
+        if p.low > train_size:
+            raise ValueError(f"hyperparameter 'batch_size': the range [{p.low}, {p.high}] is above the {train_size} "
+                             "training examples; narrow it (--range batch_size=LOW,HIGH)")
+        if p.high <= train_size:
+            return self, ()
+        if p.low == train_size:
+            return self.fix("batch_size", train_size), (f"{train_size + 1}-{p.high}",)
+        return self._replace("batch_size", high=train_size, step=None), (f"{train_size + 1}-{p.high}",)
 
     def declare(self, hp: kt.HyperParameters) -> dict:
         """Registers every hyperparameter in `hp`; returns {name: current value}."""
@@ -246,22 +371,6 @@ def space_overrides(fix=(), ranges=(), choices=(), drop=()) -> dict:
         name, value = parse_assignment(text, "--choices")
         out["choices"][name] = [v.strip() for v in value.split(",") if v.strip()]
     return out
-
-
-# The search space, in one place. Names are TrainConfig fields unless noted (see `Hyperparameter`).
-DEFAULT_SPACE = SearchSpace((
-    Hyperparameter("learning_rate", "float", low=1e-4, high=0.3, log=True, help="peak learning rate"),
-    Hyperparameter("batch_size", "choice", values=(32, 64, 128, 256), help="global batch size (data.batch_size)"),
-    Hyperparameter("weight_decay", "float", low=1e-6, high=1e-2, log=True, help="L2 / decoupled weight decay"),
-    Hyperparameter("dropout", "float", low=0.0, high=0.7, step=0.1, help="dropout before the main classifier"),
-    Hyperparameter("aux_dropout", "float", low=0.3, high=0.8, step=0.1, help="dropout inside the aux heads"),
-    Hyperparameter("optimizer", "choice", values=("sgd_nesterov", "adam", "adamw"),
-                   help="SGD + Nesterov momentum, Adam or AdamW"),
-    Hyperparameter("aux_weight", "float", low=0.0, high=0.6, step=0.1, help="loss weight of each aux head"),
-    Hyperparameter("label_smoothing", "float", low=0.0, high=0.2, step=0.05, help="label smoothing"),
-    Hyperparameter("finetune_blocks", "int", low=0, high=NUM_BLOCKS,
-                   help="trained last blocks of 10 (stem + 9 inception modules); 10 = all (sets freeze_until)"),
-))
 
 
 def _block_names(variant: str) -> list[str]:
@@ -320,3 +429,19 @@ def config_from_values(base: TrainConfig, values: dict) -> TrainConfig:
     top = {k: v for k, v in changes.items() if not k.startswith("data.")}
     data = dataclasses.replace(base.data, **data_changes) if data_changes else copy.deepcopy(base.data)
     return dataclasses.replace(base, data=data, **top)
+
+
+# The search space, in one place. Names are TrainConfig fields unless noted (see `Hyperparameter`).
+DEFAULT_SPACE = SearchSpace((
+    Hyperparameter("learning_rate", "float", low=1e-4, high=0.3, log=True, help="peak learning rate"),
+    Hyperparameter("batch_size", "choice", values=(32, 64, 128, 256), help="global batch size (data.batch_size)"),
+    Hyperparameter("weight_decay", "float", low=1e-6, high=1e-2, log=True, help="L2 / decoupled weight decay"),
+    Hyperparameter("dropout", "float", low=0.0, high=0.7, step=0.1, help="dropout before the main classifier"),
+    Hyperparameter("aux_dropout", "float", low=0.3, high=0.8, step=0.1, help="dropout inside the aux heads"),
+    Hyperparameter("optimizer", "choice", values=("sgd_nesterov", "adam", "adamw"),
+                   help="SGD + Nesterov momentum, Adam or AdamW"),
+    Hyperparameter("aux_weight", "float", low=0.0, high=0.6, step=0.1, help="loss weight of each aux head"),
+    Hyperparameter("label_smoothing", "float", low=0.0, high=0.2, step=0.05, help="label smoothing"),
+    Hyperparameter("finetune_blocks", "int", low=0, high=NUM_BLOCKS,
+                   help="trained last blocks of 10 (stem + 9 inception modules); 10 = all (sets freeze_until)"),
+))

@@ -3,23 +3,27 @@ batch size), the three tuners with kgooglenet's trial records and failure handli
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import socket
+import time
+import traceback
 
 import keras
 import keras_tuner as kt
 import tensorflow as tf
 
 from kgooglenet.data import make_datasets
+from kgooglenet.saving import atomic_write
 from kgooglenet.train import TrainConfig, build_model_and_compile
 from kgooglenet.train.callbacks import monitor_mode, replica_callbacks, schedule_callbacks
 from kgooglenet.train.loop import prepare_datasets, resolve_num_classes
 from kgooglenet.tune.config import TuneConfig, objective_name
 from kgooglenet.tune.reports import TuneResult, write_reports
-from kgooglenet.tune.space import DEFAULT_SPACE, SearchSpace, config_from_values
+from kgooglenet.tune.space import DEFAULT_SPACE, SearchSpace, config_from_values, tidy
 
 
 class _NaNGuard(keras.callbacks.TerminateOnNaN):
@@ -171,14 +175,76 @@ def tuner_role() -> str:
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
+def _save_json(path: str, state: dict) -> None:
+    text = json.dumps(state)
+    if "://" in str(path):  # remote storage (gs://): tf.io.gfile, as KerasTuner does
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(text)
+        return
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    atomic_write(path, write)
+
+
+class _AtomicStateOracle:
+    """Oracle mixin: oracle.json and each trial.json written to a temporary file, then renamed into place."""
+
+    # KerasTuner rewrites these files in place (no public hook): a kill during a write would leave a truncated
+    # JSON that no later run can reload, losing the whole search, finished trials included.
+    def save(self):
+        _save_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        _save_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+
+
+TRIAL_LOG = "trial.log"  # in each trial directory: the values, the traceback of a failure and the summary line
+
+
+class _ConsecutiveFailures(RuntimeError):
+    """Raised by a local search once `max_consecutive_failed_trials` trials in a row have failed (after the last one
+    is saved, unlike KerasTuner's own check, which raises before saving it)."""
+
+
+def _reason(error: BaseException) -> str:
+    """One line saying why a trial failed (the message of a FailedTrialError, else the type and first line)."""
+    text = str(error).strip().splitlines()
+    text = text[0] if text else ""
+    line = text if isinstance(error, kt.errors.FailedTrialError) else f"{type(error).__name__}: {text}"
+    return line if len(line) <= 240 else line[:237] + "..."
+
+
 class _GoogLeNetTunerMixin:
-    """What our tuners add to KerasTuner's: a run record per trial (which tuner ran it), out-of-memory errors turned
-    into FailedTrialError, and the space declared without building a model (the space has no conditional scopes)."""
+    """What our tuners add to KerasTuner's: a run record and a log file per trial (its values, the traceback of a
+    failure), one console line per trial (its end: status, objective, best so far; a failure's reason), out-of-memory
+    errors turned into FailedTrialError, and the space declared without building a model (no conditional scopes)."""
+
+    objective_label = "val_accuracy"  # the objective as the user named it (set by make_tuner)
+    max_consecutive_failures = None  # local search: stop after this many FAILED trials in a row (set by make_tuner)
+
+    def save(self):  # BaseTuner.save, with the tuner's own state file written atomically too
+        if not self._is_worker():
+            self.oracle.save()
+        _save_json(self._get_tuner_fname(), self.get_state())
 
     def _populate_initial_space(self):
         hp = self.oracle.get_space()
         self.hypermodel.declare_hyperparameters(hp)
         self.oracle.update_space(hp)
+
+    def _log(self, trial_id: str, text: str) -> None:
+        with open(os.path.join(self.get_trial_dir(trial_id), TRIAL_LOG), "a") as f:
+            f.write(text.rstrip("\n") + "\n")
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self._trial_started, self._trial_error = time.monotonic(), None
+        values = {k: tidy(v) for k, v in trial.hyperparameters.values.items()}
+        self._log(trial.trial_id, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {self.tuner_id} (pid {os.getpid()}) "
+                                  f"runs trial {trial.trial_id}: {json.dumps(values, sort_keys=True)}")
 
     def run_trial(self, trial, *args, **kwargs):
         trial_dir = self.get_trial_dir(trial.trial_id)
@@ -188,9 +254,40 @@ class _GoogLeNetTunerMixin:
             f.write(json.dumps(record))
         print(f"[kgooglenet.tune] {self.tuner_id} runs trial {trial.trial_id}", flush=True)
         try:
-            return super().run_trial(trial, *args, **kwargs)
-        except (tf.errors.ResourceExhaustedError, MemoryError) as e:
-            raise kt.errors.FailedTrialError(f"out of memory: {type(e).__name__}: {e}") from e
+            try:
+                return super().run_trial(trial, *args, **kwargs)
+            except (tf.errors.ResourceExhaustedError, MemoryError) as e:
+                raise kt.errors.FailedTrialError(f"out of memory: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            self._trial_error = _reason(e)
+            self._log(trial.trial_id, traceback.format_exc())
+            raise
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)  # the oracle records the trial (and its score)
+        seconds = time.monotonic() - getattr(self, "_trial_started", time.monotonic())
+        ended = self.oracle.get_trial(trial.trial_id)
+        total = self.oracle.max_trials
+        best = [t for t in self.oracle.get_best_trials(1) if t.status == "COMPLETED"]
+        best = f"best so far {best[0].score:.4f} (trial {best[0].trial_id})" if best else "no trial completed yet"
+        if ended.status == "COMPLETED":
+            what = f"{self.objective_label}={ended.score:.4f}"
+        else:
+            lines = (ended.message or "").strip().splitlines()
+            what = self._trial_error or (lines[-1] if lines else "no reason recorded")
+            what = f"{what} (traceback in {os.path.join(self.get_trial_dir(trial.trial_id), TRIAL_LOG)})"
+        number = f" ({int(trial.trial_id) + 1}/{total})" if total and str(trial.trial_id).isdigit() else ""
+        line = f"[kgooglenet.tune] trial {trial.trial_id}{number} {ended.status} in {seconds:.0f} s: {what}; {best}"
+        self._log(trial.trial_id, line)
+        print(line, flush=True)
+        if self.max_consecutive_failures and ended.status == "FAILED":
+            run = 0
+            for trial_id in self.oracle.end_order:
+                run = run + 1 if self.oracle.trials[trial_id].status == "FAILED" else 0
+            if run >= self.max_consecutive_failures:
+                raise _ConsecutiveFailures(
+                    f"the search stopped: {run} trials in a row failed (max_consecutive_failed_trials="
+                    f"{self.max_consecutive_failures}); the last one: {self._trial_error or ended.message}")
 
 
 class BayesianTuner(_GoogLeNetTunerMixin, kt.BayesianOptimization):
@@ -209,10 +306,19 @@ def _space_config(hp: kt.HyperParameters) -> list:
     return sorted((json.dumps(p, sort_keys=True) for p in hp.get_config()["space"]))
 
 
+def oracle_seed(seed: int | None) -> int | None:
+    """The seed handed to KerasTuner for `TuneConfig.seed`."""
+    # KerasTuner's oracles do `seed or random.randint(1, 10000)`, so seed 0 would mean "no seed": shift by one (a
+    # one-to-one map, so every seed, 0 included, gives its own reproducible trials; None stays unseeded).
+    return None if seed is None else seed + 1
+
+
 def make_tuner(config: TuneConfig, hypermodel: GoogLeNetHyperModel | None = None):
     """The KerasTuner tuner of `config` (resuming the search in config.project_dir unless config.overwrite).
 
-    Raises ValueError when resuming a search whose stored space differs from `config.space`.
+    The space is fitted to the data first: batch sizes above the training split are dropped (one line says which).
+    Raises ValueError when resuming a search whose stored space differs from `config.space`, or when no batch size
+    fits the training split.
     """
     space = config.space.relevant_to(config.train)
     objective = config.objective_key
@@ -220,13 +326,21 @@ def make_tuner(config: TuneConfig, hypermodel: GoogLeNetHyperModel | None = None
         config.train, space, config.objective, config.epochs, config.early_stopping_patience, verbose=config.verbose,
         run_eagerly=config.run_eagerly, steps_per_epoch=config.trial_steps_per_epoch,
         validation_steps=config.trial_validation_steps)
+    _, train_size, _ = hypermodel._data_facts()
+    space, dropped = hypermodel.space.fit_to_data(train_size, config.train.data.batch_size)
+    if dropped:
+        print(f"[kgooglenet.tune] batch_size: dropped {', '.join(map(str, dropped))} from the space (larger than the "
+              f"{train_size} training examples)", flush=True)
+    hypermodel.space = space
     role = tuner_role()
     common = dict(
         hypermodel=hypermodel,
         objective=kt.Objective(objective, direction=config.direction),
-        seed=config.seed,
+        seed=oracle_seed(config.seed),
         max_retries_per_trial=config.max_retries_per_trial,
-        max_consecutive_failed_trials=config.max_consecutive_failed_trials,
+        # a local search checks this itself, after the failed trial is saved (KerasTuner raises before saving it)
+        max_consecutive_failed_trials=(
+            config.max_consecutive_failed_trials if role != "local" else config.max_trials + 1),
         directory=str(config.directory),
         project_name=config.project_name,
         overwrite=config.overwrite and role != "worker",  # only the chief may delete the shared directory
@@ -245,6 +359,11 @@ def make_tuner(config: TuneConfig, hypermodel: GoogLeNetHyperModel | None = None
                                hyperband_iterations=config.hyperband_iterations, **common)
         if role != "worker":
             tuner.oracle.max_trials = config.max_trials
+    if role != "worker":  # the oracle lives here: its state files are written atomically from now on
+        oracle_class = type(tuner.oracle)
+        tuner.oracle.__class__ = type(oracle_class.__name__, (_AtomicStateOracle, oracle_class), {})
+    tuner.objective_label = config.objective
+    tuner.max_consecutive_failures = config.max_consecutive_failed_trials if role == "local" else None
     if resuming and role != "worker":
         declared = kt.HyperParameters()
         space.declare(declared)
@@ -258,32 +377,70 @@ def make_tuner(config: TuneConfig, hypermodel: GoogLeNetHyperModel | None = None
     return tuner
 
 
+@contextlib.contextmanager
+def _tracebacks_to_trial_logs():
+    """KerasTuner prints each failed trial's traceback while its module flag `keras_tuner.src.config.DEBUG` is set
+    (the default, with no public switch); ours go to the trial logs, so the flag is off during our search only."""
+    from keras_tuner.src import config as kt_config
+
+    previous, kt_config.DEBUG = kt_config.DEBUG, False
+    try:
+        yield
+    finally:
+        kt_config.DEBUG = previous
+
+
+class SearchFailed(RuntimeError):
+    """No trial of a search completed: there is no best config (the message says why and what to do)."""
+
+
 def search(config: TuneConfig, callbacks: list | None = None) -> TuneResult:
     """Runs (or resumes) the search of `config` and writes the reports (on the chief or a local search).
+
+    Prints one line per trial (its status, objective or failure reason, and the best so far); a failed trial's
+    traceback goes to its trial_<id>/trial.log. A local search stops after `max_consecutive_failed_trials` failures
+    in a row and still writes the reports.
 
     Args:
         config: the TuneConfig.
         callbacks: extra Keras callbacks for every trial (deep-copied per trial by KerasTuner).
 
     Returns:
-        A `TuneResult`; a distributed worker returns one with role "worker" and no trials once the chief has no
-        more trials to give.
+        A `TuneResult` (`stopped` says why a search ended early); a distributed worker returns one with role
+        "worker" and no trials once the chief has no more trials to give.
+
+    Raises:
+        SearchFailed: no trial completed (every reason is in results.csv, every traceback in the trial logs).
     """
     role = tuner_role()
     tuner = make_tuner(config)
     remaining = tuner.remaining_trials if role != "worker" else None
     if remaining is not None and remaining <= 0:
         print(f"[kgooglenet.tune] {config.project_dir}: max_trials={config.max_trials} already reached", flush=True)
+    stopped = None
     try:
-        tuner.search(callbacks=list(callbacks or []), verbose=config.verbose)
-    except RuntimeError:  # e.g. max_consecutive_failed_trials reached: keep the reports of what ran
+        with _tracebacks_to_trial_logs():
+            tuner.search(callbacks=list(callbacks or []), verbose=config.verbose)
+    except _ConsecutiveFailures as e:
+        stopped = str(e)
+        print(f"[kgooglenet.tune] {stopped}", flush=True)
+    except RuntimeError:  # a chief: KerasTuner's max_consecutive_failed_trials check; keep the reports of what ran
         if role != "worker":
             write_reports(config, role)
         raise
     if role == "worker":
-        return TuneResult(role=role, project_dir=config.project_dir, objective=config.objective_key)
+        return TuneResult(role=role, project_dir=config.project_dir, objective=config.objective)
     result = write_reports(config, role)
+    result.stopped = stopped
     done = sum(t["status"] == "COMPLETED" for t in result.trials)
+    if result.best_config is None:
+        reasons = [t["message"].strip().splitlines()[-1] for t in result.trials if (t["message"] or "").strip()]
+        raise SearchFailed(
+            f"no trial of the search in {config.project_dir} completed ({len(result.trials)} failed), so there is no "
+            f"best config. Last reason: {reasons[-1] if reasons else 'unknown'}. Each trial's reason is in "
+            f"{result.table_path} and its traceback in trial_<id>/{TRIAL_LOG}; fix the cause and rerun with "
+            "--overwrite (overwrite=True)."
+        )
     print(f"[kgooglenet.tune] {len(result.trials)} trials ({done} completed); best {result.objective}="
-          f"{result.best_value} (trial {result.best_trial_id}); reports in {config.project_dir}", flush=True)
+          f"{result.best_value:.4f} (trial {result.best_trial_id}); reports in {config.project_dir}", flush=True)
     return result
