@@ -12,9 +12,14 @@ Needs the optional extra `onnx` (tf2onnx, onnx, onnxruntime), and only onnxrunti
     from kgooglenet.export import onnx_runner
     probs = onnx_runner("model_int8.onnx")(images_nchw)    # float32 (B, 3, S, S) in [0, 255]
 
-Why ONNX Runtime QDQ: measured on the project machine (2-core AMD EPYC, AVX512-VNNI) at batch 8, 224x224, width 1.0,
-7 interleaved rounds while the machine was loaded by other processes (about 4-5 busy cores' worth of work on 2 cores,
-so only the ratios mean something): MEASURED_RATIOS_PLACEHOLDER
+Why ONNX Runtime QDQ: measured on the project machine (2-core AMD EPYC, AVX512-VNNI) on GoogLeNet("bn") width 1.0,
+batch 8, 224x224, 9 interleaved rounds (median img/s), while the machine was LOADED (load average 9-10 on 2 cores:
+the absolute numbers mean little, the ratios a bit more): on one thread (per-core speed, the robust measure on a busy
+machine) ONNX Runtime QDQ uint8 activations / int8 weights 24.8, TFLite full-integer with XNNPACK 23.3 (ORT 1.06x),
+ORT float32 7.2; on two threads TFLite 28.9 against ORT 18.1 (ONNX Runtime's spinning threads lose most from a stolen
+core, see benchmarks/infer.py), ORT float32 5.4. ORT with int8 activations (S8S8) was 3x slower than uint8 (U8S8),
+so activations are uint8. ONNX Runtime also keeps a dynamic batch, the NCHW layout of torchvision's exports and a
+float32 classifier; re-measure both on an idle machine with `python benchmarks/infer.py --int8`.
 """
 
 from __future__ import annotations
@@ -235,7 +240,7 @@ def _layout(images, channels_first):
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if channels_first else images, np.float32)
 
 
-def _quantize(float_path, out_path, images, channels_first, calibrate_method, input_name):
+def _quantize(float_path, out_path, images, channels_first, calibrate_method, input_name, verbose):
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -254,7 +259,8 @@ def _quantize(float_path, out_path, images, channels_first, calibrate_method, in
     class Reader(CalibrationDataReader):
         def __init__(self):
             starts = range(0, len(images), _CALIBRATION_BATCH)
-            self.batches = iter(tqdm(starts, desc="int8 calibration", unit="batch", leave=False))
+            self.batches = iter(tqdm(starts, desc="int8 calibration", unit="batch", leave=False,
+                                     disable=not verbose))
 
         def get_next(self):
             i = next(self.batches, None)
@@ -264,9 +270,7 @@ def _quantize(float_path, out_path, images, channels_first, calibrate_method, in
               "entropy": CalibrationMethod.Entropy}[calibrate_method]
     quantize_static(prepared, out_path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
-                    nodes_to_exclude=excluded,
-                    # bounded memory: ranges are merged every few batches instead of after all of them
-                    extra_options={"CalibMaxIntermediateOutputs": 4})
+                    nodes_to_exclude=excluded)
 
 
 def export_int8(
@@ -300,7 +304,8 @@ def export_int8(
             (a DataConfig, a dataset of (images, labels), an (images, labels) tuple) also give the accuracies.
         num_calibration: at most this many calibration images (at least 32 are needed).
         num_holdout: at most this many held-out images (at least 32 are needed).
-        calibrate_method: "minmax" (default), "percentile" or "entropy" (ONNX Runtime's calibrators).
+        calibrate_method: "minmax" (default), "percentile" or "entropy" (ONNX Runtime's calibrators; the last two
+            keep every activation of every calibration image in memory, gigabytes at 224: use fewer images).
         channels_first: the input "image" is NCHW (B, 3, S, S) like torchvision's exports (the fastest layout in
             ONNX Runtime), else NHWC.
         min_agreement: raise (writing nothing) when the top-1 agreement is below this fraction; None never raises.
@@ -343,7 +348,7 @@ def export_int8(
         float_path = export_onnx(source, os.path.join(tmp, "float32.onnx"), image_size=size,
                                  channels_first=channels_first)
         int8_path = os.path.join(tmp, "int8.onnx")
-        _quantize(float_path, int8_path, cal, channels_first, calibrate_method, "image")
+        _quantize(float_path, int8_path, cal, channels_first, calibrate_method, "image", verbose)
         run = onnx_runner(int8_path)
         got = np.concatenate([run(_layout(hold[i: i + 32], channels_first)) for i in range(0, len(hold), 32)])
         expected = np.asarray(source.predict(hold, batch_size=32, verbose=0), np.float32)

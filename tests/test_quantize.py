@@ -32,7 +32,7 @@ def trained(tmp_path_factory):
     from kgooglenet.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run")
-    result = train(TrainConfig(data=DIGITS, variant="cifar", width=0.25, aux_heads=False, epochs=4,
+    result = train(TrainConfig(data=DIGITS, variant="cifar", width=0.25, aux_heads=False, epochs=3,
                                learning_rate=0.05, out_dir=str(out), tensorboard=False, plots=False, verbose=0))
     return result.model
 
@@ -46,7 +46,7 @@ def exported(trained, tmp_path_factory):
 def test_int8_digits_model_keeps_its_accuracy(trained, exported):
     path, report = exported
     x, y = _split("val")
-    assert len(x) == 360 and report.holdout_images == 360 and report.calibration_images == 256
+    assert report.holdout_images == len(x) > 300 and report.calibration_images == 256
     int8 = np.concatenate([onnx_runner(path)(np.ascontiguousarray(x[i:i + 64].transpose(0, 3, 1, 2)))
                            for i in range(0, len(x), 64)])
     float32 = trained.predict(x, verbose=0)
