@@ -174,18 +174,27 @@ def _take(data, what, limit):
     return x[:limit], None
 
 
-def _from_config(config, split, limit):
-    """Up to `limit` (images, labels) of `config`'s split, center-cropped, no augmentation; the train split in a
-    seeded random order (its indices are sorted by class otherwise)."""
-    from kgooglenet.data import make_dataset
+def _from_config(config, num_train, num_val):
+    """(train images, val images, val labels, class names) of `config`: center crops, no augmentation, at most
+    `num_train` train images in a seeded random order (the split is sorted by class otherwise) and `num_val` val
+    images; the val part is None when num_val is 0."""
+    from kgooglenet.data import make_datasets
 
+    augment = config.augment
+    if getattr(augment, "mean", None) is not None or (isinstance(augment, dict) and augment.get("mean") is not None):
+        raise ValueError("the DataConfig normalizes its batches (augment mean/std); expected a DataConfig yielding "
+                         "RGB [0, 255], the input of a kgooglenet model (which normalizes inside itself)")
     plain = dataclasses.replace(config, augment=None, repeat=False, drop_remainder=False,
                                 seed=0 if config.seed is None else config.seed)
-    ds = make_dataset(plain, split, training=split == "train")
-    if ds is None:
-        raise ValueError(f"the DataConfig has no {split} split (val_split={config.val_split}): give it one, or pass "
-                         "holdout= images")
-    return _take(ds, f"DataConfig {split} split", limit)
+    bundle = make_datasets(plain)
+    train, _ = _take(bundle.train, "DataConfig train split", num_train) if num_train else (None, None)
+    if not num_val:
+        return train, None, None, tuple(bundle.class_names)
+    if bundle.val is None:
+        raise ValueError(f"the DataConfig has no val split (val_split={config.val_split}) for the held-out "
+                         "self-check: give it one, or pass holdout= images")
+    val, labels = _take(bundle.val, "DataConfig val split", num_val)
+    return train, val, labels, tuple(bundle.class_names)
 
 
 def _fingerprints(images):
@@ -199,15 +208,10 @@ def _calibration_and_holdout(calibration, holdout, size, num_calibration, num_ho
         if calibration.image_size != size:
             raise ValueError(f"calibration: DataConfig(image_size={calibration.image_size}) but the model takes "
                              f"{size}px images; expected DataConfig(image_size={size})")
-        from kgooglenet.data.sources import _load_source
-
-        class_names = tuple(_load_source(calibration).class_names)
         where = f"DataConfig(source={calibration.source!r})"
-        cal, _ = _from_config(calibration, "train", num_calibration)
-        cal_source = f"{where} train split"
-        if holdout is None:
-            hold, labels = _from_config(calibration, "val", num_holdout)
-            hold_source = f"{where} val split"
+        cal, hold, labels, class_names = _from_config(calibration, num_calibration,
+                                                      num_holdout if holdout is None else 0)
+        cal_source, hold_source = f"{where} train split", f"{where} val split"
     else:
         cal, _ = _take(calibration, "calibration", num_calibration + (num_holdout if holdout is None else 0))
         cal_source = f"{type(calibration).__name__}"
@@ -225,7 +229,7 @@ def _calibration_and_holdout(calibration, holdout, size, num_calibration, num_ho
             cal_source += f" (first {len(cal)} images)"
             hold_source = f"calibration input after the first {len(cal)} images"
     if holdout is not None:
-        hold, labels = (_from_config(holdout, "val", num_holdout) if isinstance(holdout, DataConfig)
+        hold, labels = (_from_config(holdout, 0, num_holdout)[1:3] if isinstance(holdout, DataConfig)
                         else _take(holdout, "holdout", num_holdout))
         hold_source = f"holdout {type(holdout).__name__}"
     cal = _check_images(cal, "calibration", size, MIN_CALIBRATION)
@@ -376,3 +380,22 @@ def export_int8(
 def _write_json(path, values):
     with open(path, "w") as f:
         json.dump(values, f, indent=1)
+
+
+
+def export_int8_for_recipe(model, exports_dir, folder, run_dir):
+    """`recipes/export_savedmodel.py --int8 [FOLDER]`: `exports_dir/model_int8.onnx` calibrated on FOLDER (class
+    subfolders; its val_split part is held out), else on the data of the training run in `run_dir` (its
+    config.json). Returns the file's path."""
+    size = _model_size(inference_model(model), None)
+    if folder:
+        calibration = DataConfig(source="folder", path=folder, image_size=size, seed=0)
+    else:
+        config_path = os.path.join(run_dir, "config.json")
+        if not os.path.isfile(config_path):
+            raise ValueError(f"--int8 needs calibration images: pass --int8 FOLDER (class subfolders of images like "
+                             f"the ones served), or --run-dir a training run (no {config_path!r})")
+        from kgooglenet.train import TrainConfig
+
+        calibration = dataclasses.replace(TrainConfig.from_json(config_path).data, image_size=size)
+    return export_int8(model, os.path.join(exports_dir, "model_int8.onnx"), calibration).path

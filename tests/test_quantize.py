@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from kgooglenet import GoogLeNet
-from kgooglenet.data import DataConfig, make_dataset
+from kgooglenet.data import AugmentConfig, DataConfig, make_dataset
 from kgooglenet.export import onnx_runner
-from kgooglenet.quantize import MIN_CALIBRATION, SIDECAR_SUFFIX, export_int8, int8_report
+from kgooglenet.quantize import MIN_CALIBRATION, SIDECAR_SUFFIX, export_int8, export_int8_for_recipe, int8_report
 
 DIGITS = DataConfig(source="digits", image_size=32, batch_size=32, seed=0)
 
@@ -34,6 +34,7 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     result = train(TrainConfig(data=DIGITS, variant="cifar", width=0.25, aux_heads=False, epochs=3,
                                learning_rate=0.05, out_dir=str(out), tensorboard=False, plots=False, verbose=0))
+    result.model.run_dir = str(out)
     return result.model
 
 
@@ -109,6 +110,22 @@ def test_array_calibration_holds_out_the_rest_and_refuses_overlap(trained, tmp_p
     assert not os.path.exists(tmp_path / "c.onnx") and not os.path.exists(tmp_path / ("c.onnx" + SIDECAR_SUFFIX))
 
 
+def test_recipe_int8_switch_calibrates_on_the_runs_data(trained, tmp_path, capsys):
+    import importlib.util
+
+    recipe = os.path.join(os.path.dirname(__file__), "..", "recipes", "export_savedmodel.py")
+    spec = importlib.util.spec_from_file_location("export_savedmodel", recipe)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--run-dir", trained.run_dir, "--export-dir", str(tmp_path), "--no-extras", "--int8"])
+    assert out["int8"] == str(tmp_path / "googlenet_digits" / "exports" / "model_int8.onnx")
+    report = int8_report(out["int8"])
+    assert report["agreement"] >= 0.99 and "DataConfig(source='digits') val split" in report["holdout_source"]
+    assert "top-1 agreement with float32" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"--int8 needs calibration images: pass --int8 FOLDER"):
+        export_int8_for_recipe(trained, str(tmp_path), None, str(tmp_path / "no_run"))
+
+
 @pytest.fixture(scope="module")
 def untrained():
     return GoogLeNet("cifar", num_classes=10, width=0.125, input_shape=(32, 32, 3))
@@ -131,6 +148,7 @@ def _images(n=64, size=32, channels=3, dtype="float32", high=255.0):
     (np.full((64, 32, 32, 3), np.nan, np.float32), r"NaN or infinite"),
     (_images(n=40), r"calibration: 40 images, expected at least 64 when no holdout= is given"),
     (DataConfig(source="digits", image_size=24), r"DataConfig\(image_size=24\) but the model takes 32px images"),
+    (DataConfig(augment=AugmentConfig(mean=(127.5,) * 3, std=(64.0,) * 3)), r"DataConfig normalizes its batches"),
     ("images/", r"received the path 'images/' \(for a folder .* DataConfig\(source='folder'"),
 ])
 def test_bad_calibration_input_names_what_was_expected(untrained, tmp_path, calibration, match):
@@ -147,7 +165,7 @@ def test_bad_holdout_and_options(untrained, tmp_path):
         export_int8(untrained, str(tmp_path / "m.onnx"), calibration=_images(n=10), holdout=_images())
     with pytest.raises(ValueError, match=r"holdout: 64 images but 3 labels"):
         export_int8(untrained, str(tmp_path / "m.onnx"), calibration=_images(), holdout=(_images(), np.arange(3)))
-    with pytest.raises(ValueError, match=r"DataConfig has no val split \(val_split=0.0\)"):
+    with pytest.raises(ValueError, match=r"DataConfig has no val split \(val_split=0.0\) for the held-out"):
         export_int8(untrained, str(tmp_path / "m.onnx"), calibration=DataConfig(val_split=0.0))
     with pytest.raises(ValueError, match="calibrate_method"):
         export_int8(untrained, str(tmp_path / "m.onnx"), calibration=_images(), calibrate_method="kl")
