@@ -1,7 +1,7 @@
 """Int8 export: post-training static quantization calibrated on the user's images, checked on held-out ones.
 
 `export_int8(model, "model_int8.onnx", calibration=DataConfig(...))` writes an ONNX file in ONNX Runtime's QDQ format
-(per-channel int8 weights, int8 activations with ranges calibrated on `calibration` images; the classifier and softmax
+(per-channel int8 weights, uint8 activations with ranges calibrated on `calibration` images; the classifier and softmax
 stay float32, a negligible share of the work, so close logits are not rounded into ties), then runs it on held-out
 images that never overlap the calibration ones (checked by content hash) and compares its top-1 class with the float32
 Keras model's. The agreement (and the accuracies, when the held-out images have labels) is printed and written beside
@@ -17,9 +17,10 @@ batch 8, 224x224, 9 interleaved rounds (median img/s), while the machine was LOA
 the absolute numbers mean little, the ratios a bit more): on one thread (per-core speed, the robust measure on a busy
 machine) ONNX Runtime QDQ uint8 activations / int8 weights 24.8, TFLite full-integer with XNNPACK 23.3 (ORT 1.06x),
 ORT float32 7.2; on two threads TFLite 28.9 against ORT 18.1 (ONNX Runtime's spinning threads lose most from a stolen
-core, see benchmarks/infer.py), ORT float32 5.4. ORT with int8 activations (S8S8) was 3x slower than uint8 (U8S8),
-so activations are uint8. ONNX Runtime also keeps a dynamic batch, the NCHW layout of torchvision's exports and a
-float32 classifier; re-measure both on an idle machine with `python benchmarks/infer.py --int8`.
+core, see benchmarks/infer.py), ORT float32 5.4. ORT with int8 activations (S8S8) was about 3x slower than uint8
+(U8S8) in a 7-round two-thread run, so activations are uint8. ONNX Runtime also keeps a dynamic batch, the NCHW layout
+of torchvision's exports and a float32 classifier; the onnx-int8 and tflite-int8 rows of `benchmarks/infer.py`
+re-measure the choice (run it on an idle machine).
 """
 
 from __future__ import annotations
@@ -273,6 +274,7 @@ def _quantize(float_path, out_path, images, channels_first, calibrate_method, in
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[calibrate_method]
     quantize_static(prepared, out_path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    # uint8 activations (U8S8): about 3x faster than int8 ones (S8S8) in ORT 1.32 here
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
                     nodes_to_exclude=excluded)
 
@@ -290,7 +292,7 @@ def export_int8(
     image_size=None,
     verbose=True,
 ):
-    """Writes an int8 ONNX file of `model` (ONNX Runtime QDQ: per-channel int8 weights, calibrated int8
+    """Writes an int8 ONNX file of `model` (ONNX Runtime QDQ: per-channel int8 weights, calibrated uint8
     activations), checks its top-1 agreement with the float32 model on held-out images and stores the check in
     `<path>.json`.
 
