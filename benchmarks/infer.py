@@ -432,6 +432,8 @@ def main(argv=None):
         summary["int8_vs_torchvision_int8"] = {"ratio": ratio, "target": 1.3}
         print(f"int8: onnx-int8 = {ratio:.2f}x torchvision's quantized googlenet (fbgemm/x86, the same calibration "
               f"images; target >= 1.3x: {'met' if ratio >= 1.3 else 'NOT met'})")
+    if args.quick:
+        print("--quick: every code path ran once at 64x64; these numbers mean nothing (targets are for batch 32, 224)")
     print(f"total time {time.perf_counter() - start:.0f}s")
     if args.json:
         with open(args.json, "w") as f:
