@@ -246,6 +246,7 @@ def _layout(images, channels_first):
 
 
 def _quantize(float_path, out_path, images, channels_first, calibrate_method, input_name, verbose):
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -254,7 +255,6 @@ def _quantize(float_path, out_path, images, channels_first, calibrate_method, in
         quant_pre_process,
         quantize_static,
     )
-    import onnx
     from tqdm.auto import tqdm
 
     prepared = float_path.replace(".onnx", ".pre.onnx")
@@ -327,7 +327,6 @@ def export_int8(
         ImportError: the `onnx` extra is not installed.
     """
     try:
-        import onnxruntime  # noqa: F401
         import onnxruntime.quantization  # noqa: F401
     except ImportError as e:
         raise ImportError("int8 export needs the optional extra: pip install 'kgooglenet[onnx]' "
