@@ -1,10 +1,12 @@
-"""Inference throughput of GoogLeNet at batch 32, 224x224, float32 and bfloat16, for every export path, next to
-torchvision's googlenet (channels_last) and ONNX Runtime running torchvision's ONNX export, in the same run.
+"""Inference throughput of GoogLeNet at batch 32, 224x224, float32, bfloat16 and int8, for every export path, next
+to torchvision's googlenet (channels_last; int8: its quantized googlenet) and ONNX Runtime running torchvision's ONNX
+export, in the same run.
 
 Run:
-    python benchmarks/infer.py                      # about 3-4 minutes on 2 cores
+    python benchmarks/infer.py                      # about 5-6 minutes on 2 cores (int8 included)
     python benchmarks/infer.py --rounds 21 --json infer.json
     python benchmarks/infer.py --threads 1 --batch 8   # per-core speed: robust when other work shares the machine
+    python benchmarks/infer.py --quick                 # checks every code path in a few minutes (no real numbers)
 
 Paths (same architecture: kgooglenet's "bn" variant = torchvision's googlenet, random weights: speed does not depend
 on their values):
@@ -16,7 +18,15 @@ on their values):
   onnx             `export_onnx` (tf2onnx of the folded model) run by ONNX Runtime (float32 only: ORT's CPU
                    provider has no bfloat16 convolutions); onnx-nchw: the same with `channels_first=True` (NCHW
                    input like torchvision's export, no input transpose)
+  onnx-int8        `kgooglenet.quantize.export_int8` (ONNX Runtime QDQ: per-channel int8 weights, uint8 activations
+                   calibrated on half of --calibration-images crops of scikit-learn's two sample photos, the other
+                   half held out for its agreement check, meaningless with random weights) run by ONNX Runtime
   tflite           `export_tflite` run by the TFLite interpreter with XNNPACK, --threads threads (float32 only)
+  tflite-int8      TFLite full-integer (int8 weights and activations, same calibration images) with XNNPACK: the
+                   alternative runtime export_int8 did not choose, here to re-check that choice
+  torch int8       torchvision's quantized googlenet made with torchvision's own eager-mode post-training recipe
+                   (`torchvision.models.quantization.googlenet(quantize=False)`, `fuse_model`, the x86/fbgemm qconfig,
+                   `prepare`, calibration on the same images as onnx-int8, `convert`), NCHW, `torch.inference_mode`
   torch            torchvision googlenet, channels_last, `torch.inference_mode`; bfloat16 via `torch.autocast`
                    (in a subprocess: torch and TensorFlow do not share a process here)
   ort-torchvision  ONNX Runtime on `torch.onnx.export` of torchvision's googlenet: the reference (1.00x)
@@ -28,7 +38,9 @@ when other work on the machine comes and goes); "img/s" is the median, "best" th
 from a subprocess that runs its own rounds after ours, their ratio is to ORT's median (compare with care on a busy
 machine).
 Both models have He-normal convolutions, so no activations underflow to (slow) denormals on either side.
-Targets on this CPU: the fastest float32 path >= 1.0x ONNX Runtime float32, bfloat16 >= 1.5x it.
+Targets on this CPU: the fastest float32 path >= 1.0x ONNX Runtime float32, bfloat16 >= 1.5x it, int8 >= 2.5x it
+and >= 1.3x torchvision's quantized googlenet (issue 14; the int8 rows are not measured yet: see kgooglenet/quantize.py
+for a first measurement on a loaded machine).
 
 Measured (2-core AMD EPYC with AVX512-BF16, TF 2.21, ORT 1.31, torch 2.14), idle machine, batch 32, 2 threads,
 11 rounds (img/s, paired ratio vs ORT fp32): ort-torchvision 70.4; keras 61.7 (0.89x) / bf16 105.3 (1.50x);
@@ -66,6 +78,7 @@ import json, sys, time
 import numpy as np
 import torch, torchvision
 batch, size, rounds, onnx_path, threads = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+calibration_path = sys.argv[6] if len(sys.argv) > 6 else ""  # .npy of (N, S, S, 3) RGB [0, 255]: also run int8
 torch.set_num_threads(threads)
 torch.set_flush_denormal(True)
 torch.manual_seed(0)
@@ -96,6 +109,32 @@ with torch.inference_mode():
         for _ in range(rounds):
             t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
         out[name] = sorted(batch / t for t in times)
+if calibration_path:
+    # torchvision's own eager-mode post-training recipe (as for its published quantized weights): fuse conv+bn+relu,
+    # the x86 (fbgemm) qconfig, observers, calibration on the same images as ours, convert
+    from torchvision.models.quantization import googlenet as quantizable_googlenet
+    torch.manual_seed(0)
+    qmodel = quantizable_googlenet(weights=None, quantize=False, aux_logits=False, init_weights=True).eval()
+    for m in qmodel.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    torch.backends.quantized.engine = "x86"
+    qmodel.fuse_model(is_qat=False)
+    qmodel.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    torch.ao.quantization.prepare(qmodel, inplace=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    calib = (torch.from_numpy(np.load(calibration_path)).permute(0, 3, 1, 2) / 255.0 - mean) / std
+    with torch.inference_mode():
+        for i in range(0, len(calib), 8):
+            qmodel(calib[i:i + 8])
+    torch.ao.quantization.convert(qmodel, inplace=True)
+    with torch.inference_mode():
+        qmodel(x); qmodel(x)
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter(); qmodel(x); times.append(time.perf_counter() - t)
+    out["int8"] = sorted(batch / t for t in times)
 print("RESULT " + json.dumps(out))
 """
 
@@ -119,14 +158,59 @@ def _median(values):
     return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
 
-def run_torch(batch, size, rounds, onnx_path, threads):
-    """torchvision's googlenet in a subprocess: writes its ONNX export and returns {dtype: [img/s per round]}."""
+def run_torch(batch, size, rounds, onnx_path, threads, calibration_path=""):
+    """torchvision's googlenet in a subprocess: writes its ONNX export and returns {dtype: [img/s per round]}; with
+    `calibration_path`, also torchvision's quantized googlenet calibrated on those images ("int8")."""
     proc = subprocess.run([sys.executable, "-c", TORCH_SCRIPT, str(batch), str(size), str(rounds), onnx_path,
-                           str(threads)], capture_output=True, text=True, timeout=900)
+                           str(threads), calibration_path], capture_output=True, text=True, timeout=900)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
     raise RuntimeError(f"torch benchmark failed:\n{proc.stderr[-3000:]}")
+
+
+def calibration_images(n, size, seed=0):
+    """`n` (size, size, 3) float32 RGB [0, 255] crops (random place and scale) of scikit-learn's two sample photos:
+    the calibration (first half) and held-out (second half) images of both int8 paths."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        side = int(min(h, w) * rng.uniform(0.3, 1.0))
+        top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        crop = Image.fromarray(photo[top:top + side, left:left + side]).resize((size, size), Image.BILINEAR)
+        out.append(np.asarray(crop, np.float32))
+    return np.stack(out)
+
+
+def _tflite_int8(model, path, images):
+    """TFLite full-integer (int8 weights and activations, float32 input/output) of the optimized model."""
+    import keras
+    import tensorflow as tf
+
+    from kgooglenet.export import optimize_for_inference
+
+    fast = optimize_for_inference(model)
+    size = images.shape[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(fast)
+        archive.add_endpoint("serving_default", lambda image: {"probabilities": fast(image, training=False)},
+                             input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="image")])
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ({"image": image[None]} for image in images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        blob = converter.convert()
+    with open(path, "wb") as f:
+        f.write(blob)
 
 
 def build_paths(args, workdir):
@@ -187,6 +271,26 @@ def build_paths(args, workdir):
         paths[("onnx-nchw", "float32")] = lambda: ours_nchw(x_nchw)
     except ImportError as e:
         notes.append(f"onnx: skipped ({e})")
+    if args.int8:
+        images = np.load(os.path.join(workdir, "calibration.npy"))
+        half = len(images) // 2
+        try:
+            from kgooglenet.quantize import export_int8
+
+            int8_path = os.path.join(workdir, "googlenet_int8.onnx")
+            # random weights: the printed agreement means nothing here, the speed does not depend on it
+            timed("onnx-int8", lambda: export_int8(model, int8_path, calibration=images[:half], holdout=images[half:],
+                                                   min_agreement=None))
+            ours_int8 = onnx_runner(int8_path, num_threads=args.threads)
+            x_nchw8 = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            paths[("onnx-int8", "int8")] = lambda: ours_int8(x_nchw8)
+        except ImportError as e:
+            notes.append(f"onnx-int8: skipped ({e})")
+        # the runtime export_int8 did not pick, kept here to re-check that choice on an idle machine
+        tfl8_path = os.path.join(workdir, "googlenet_int8.tflite")
+        timed("tflite-int8", lambda: _tflite_int8(model, tfl8_path, images[:half]))
+        tfl8 = tflite_runner(tfl8_path, batch_size=args.batch, num_threads=args.threads)
+        paths[("tflite-int8", "int8")] = lambda: tfl8(x)
     tfl_path = os.path.join(workdir, "googlenet.tflite")
     timed("tflite", lambda: export_tflite(model, tfl_path))
     tfl = tflite_runner(tfl_path, batch_size=args.batch, num_threads=args.threads)
@@ -206,11 +310,26 @@ def main(argv=None):
                         help="seconds of rest before each timed batch (ONNX Runtime's threads spin after a run and "
                              "would slow whatever runs next)")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch subprocess (needs an ONNX file)")
+    parser.add_argument("--no-int8", dest="int8", action="store_false",
+                        help="skip the int8 rows (ours: export_int8; torchvision's quantized googlenet)")
+    parser.add_argument("--calibration-images", type=int, default=256,
+                        help="crops of scikit-learn's sample photos: half calibrate both int8 paths, half are held out")
+    parser.add_argument("--quick", action="store_true",
+                        help="check the code paths only: batch 2, 64x64, 1 round, 64 calibration images (no real numbers)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.size, args.rounds, args.calibration_images, args.pause = 2, 64, 1, 64, 0.0
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
         tv_onnx = os.path.join(workdir, "torchvision_googlenet.onnx")
+        calibration_path = os.path.join(workdir, "calibration.npy") if args.int8 else ""
+        if args.int8:
+            import numpy as np
+
+            images = calibration_images(args.calibration_images, args.size)
+            np.save(calibration_path, images)
+            np.save(calibration_path.replace(".npy", "_only.npy"), images[: len(images) // 2])
         torch_rates = {}
         if not args.no_torch:
             print("torch: exporting torchvision googlenet to ONNX ...", flush=True)
@@ -264,7 +383,8 @@ def main(argv=None):
         if cpu_start and cpu_end:  # CPU cores used by OTHER processes while we measured
             others = ((cpu_end[0] - cpu_start[0]) - (cpu_end[1] - cpu_start[1])) / wall
         if not args.no_torch:
-            torch_rates = run_torch(args.batch, args.size, args.rounds, tv_onnx, args.threads)
+            torch_rates = run_torch(args.batch, args.size, args.rounds, tv_onnx, args.threads,
+                                    calibration_path.replace(".npy", "_only.npy") if args.int8 else "")
             for dtype, values in torch_rates.items():
                 rates[("torch", dtype)] = values
 
@@ -273,14 +393,15 @@ def main(argv=None):
     ratios = {k: _median(v) for k, v in paired.items() if v}
     if ref:
         ratios.update({k: medians[k] / ref for k in medians if k not in ratios})
-    order = ["keras", "savedmodel-plain", "savedmodel", "onnx", "onnx-nchw", "tflite", "torch", "ort-torchvision"]
+    order = ["keras", "savedmodel-plain", "savedmodel", "onnx", "onnx-nchw", "onnx-int8", "tflite", "tflite-int8",
+             "torch", "ort-torchvision"]
     print(f"\nGoogLeNet (bn) inference, batch {args.batch}, {args.size}x{args.size}, {args.threads} thread{'s' if args.threads > 1 else ''}, "
           f"median of {args.rounds} rounds")
     header = f"{'path':18s} {'dtype':9s} {'img/s':>8s} {'best':>8s} {'vs ORT fp32':>12s}"
     print(header)
     print("-" * len(header))
     for name in order:
-        for dtype in ("float32", "bfloat16"):
+        for dtype in ("float32", "bfloat16", "int8"):
             key = (name, dtype)
             if key not in medians:
                 continue
@@ -297,7 +418,7 @@ def main(argv=None):
     ours = [k for k in medians if k[0] not in ("torch", "ort-torchvision")]
     summary = {}
     if ref:
-        for dtype, target in (("float32", 1.0), ("bfloat16", 1.5)):
+        for dtype, target in (("float32", 1.0), ("bfloat16", 1.5), ("int8", 2.5)):
             cands = [k for k in ours if k[1] == dtype]
             if cands:
                 best = max(cands, key=lambda k: ratios[k])
@@ -305,6 +426,14 @@ def main(argv=None):
                 summary[dtype] = {"path": best[0], "img_s": medians[best], "ratio": ratio, "target": target}
                 print(f"fastest {dtype}: {best[0]} {medians[best]:.1f} img/s = {ratio:.2f}x ORT float32 "
                       f"(target >= {target:.1f}x: {'met' if ratio >= target else 'NOT met'})")
+    tv_int8 = medians.get(("torch", "int8"))
+    if tv_int8 and ("onnx-int8", "int8") in medians:
+        ratio = medians[("onnx-int8", "int8")] / tv_int8
+        summary["int8_vs_torchvision_int8"] = {"ratio": ratio, "target": 1.3}
+        print(f"int8: onnx-int8 = {ratio:.2f}x torchvision's quantized googlenet (fbgemm/x86, the same calibration "
+              f"images; target >= 1.3x: {'met' if ratio >= 1.3 else 'NOT met'})")
+    if args.quick:
+        print("--quick: every code path ran once at 64x64; these numbers mean nothing (targets are for batch 32, 224)")
     print(f"total time {time.perf_counter() - start:.0f}s")
     if args.json:
         with open(args.json, "w") as f:

@@ -378,7 +378,7 @@ def optimize_for_inference(model, dtype="float32", fold_batch_norm=True):
 # ----------------------------------------------------------------------------------------------------------------
 # serving functions
 # ----------------------------------------------------------------------------------------------------------------
-def _model_size(model, image_size):
+def model_size(model, image_size):
     shape = model.inputs[0].shape
     if shape[1] is not None and shape[2] is not None:
         if shape[1] != shape[2]:
@@ -400,7 +400,7 @@ def _outputs(probs, class_names, top_k):
 def serving_functions(model, class_names, top_k=5, image_size=None, jit_compile=False):
     """The two serving functions (tf.functions with input signatures): float images -> outputs, and encoded image
     bytes -> outputs, each returning {"probabilities", "top_k_scores", "top_k_indices", "top_k_names"}."""
-    size = _model_size(model, image_size)
+    size = model_size(model, image_size)
 
     @tf.function(jit_compile=jit_compile)
     def classify(images):
@@ -561,7 +561,7 @@ def export_savedmodel(
     path = os.path.join(base, str(version))
     if os.path.exists(path):
         raise FileExistsError(f"export directory {path!r} already exists; pass another version or None (next free)")
-    size = _model_size(serve_model, image_size)
+    size = model_size(serve_model, image_size)
     serve_images, serve_bytes = serving_functions(serve_model, names, top_k, size, jit_compile)
 
     partial = os.path.join(base, f"{_PARTIAL}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -666,7 +666,7 @@ def export_keras(model, path, info=None, verify=True):
             source.save(tmp)
         _kill_point("export_file")
         if verify:
-            x = _random_images(_model_size(source, _trained_size(source, info, None)))
+            x = _random_images(model_size(source, _trained_size(source, info, None)))
             reloaded = keras.saving.load_model(tmp)
             _check_close(keras.ops.convert_to_numpy(reloaded(x, training=False)), source(x, training=False),
                          "float32", path, source)
@@ -693,7 +693,7 @@ def export_tflite(model, path, dtype="float32", image_size=None, verify=True, in
     model, info, _ = _as_model(model, info)
     source = inference_model(model)
     fast = optimize_for_inference(source)
-    size = _model_size(fast, _trained_size(source, info, image_size))
+    size = model_size(fast, _trained_size(source, info, image_size))
 
     with tempfile.TemporaryDirectory() as tmp:  # TFLite freezes variables when converting from a SavedModel
         archive = keras.export.ExportArchive()
@@ -776,7 +776,7 @@ def export_onnx(model, path, image_size=None, opset=17, channels_first=False, ve
     model, info, _ = _as_model(model, info)
     source = inference_model(model)
     fast = optimize_for_inference(source)
-    size = _model_size(fast, _trained_size(source, info, image_size))
+    size = model_size(fast, _trained_size(source, info, image_size))
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="image")])
     def serve(image):

@@ -10,6 +10,7 @@ Run:
     python recipes/export_savedmodel.py --model runs/flowers --dtype bfloat16
     python recipes/export_savedmodel.py --weights imagenet-torchvision --name googlenet_imagenet
     python recipes/export_savedmodel.py --onnx-nchw      # model.onnx takes NCHW, like torchvision's exports
+    python recipes/export_savedmodel.py --int8           # + model_int8.onnx calibrated on the run's data
     saved_model_cli show --dir saved_models/quickstart/1 --all
 
 Fastest on a CPU (benchmarks/infer.py): in float32, model.onnx with --onnx-nchw in ONNX Runtime (1.00-1.01x ONNX
@@ -46,6 +47,9 @@ def build_parser():
     p.add_argument("--no-extras", action="store_true", help="SavedModel only (no .keras/TFLite/ONNX)")
     p.add_argument("--onnx-nchw", action="store_true",
                    help="model.onnx takes (B, 3, S, S) images (still RGB in [0, 255]): no input transpose in the runtime")
+    p.add_argument("--int8", nargs="?", const="", default=None, metavar="CALIBRATION_FOLDER",
+                   help="also exports/model_int8.onnx, calibrated on a folder of class subfolders, else on the "
+                   "--model run's data")
     return p
 
 
@@ -77,6 +81,11 @@ def main(argv=None):
             print(f"ONNX: skipped ({e})")
         for kind, f in files.items():
             print(f"{kind:7s} {f} (verified against the Keras model)")
+    if args.int8 is not None:  # prints its self-check (top-1 agreement with float32 on held-out images)
+        from kgooglenet.quantize import export_int8_for_recipe
+
+        files["int8"] = export_int8_for_recipe(model, os.path.join(args.export_dir, name, "exports"), args.int8,
+                                               args.model)
 
     # Serve one JPEG through the bytes signature, the way a TF-only client would.
     size = info.image_size or model.inputs[0].shape[1] or 224

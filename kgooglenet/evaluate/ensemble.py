@@ -108,7 +108,7 @@ class Ensemble:
         self.batch_size = batch_size
         self.jit_compile = jit_compile
         self.name = name or "+".join(m.name for m in models)
-        sizes = {self._model_size(m) for m in models} - {None}
+        sizes = {self.model_size(m) for m in models} - {None}
         if len(sizes) > 1:
             raise ValueError(f"`models` must share one input size, received models with input sizes {sorted(sizes)}")
         self.image_size = sizes.pop() if sizes else None
@@ -119,7 +119,7 @@ class Ensemble:
         self._forwards = [self._make_forward(m) for m in models]
 
     @staticmethod
-    def _model_size(model):
+    def model_size(model):
         shape = model.inputs[0].shape
         if shape[1] is None or shape[2] is None:
             return None
@@ -169,7 +169,7 @@ class Ensemble:
                 p += (w / total) * (v if is_prob[key] else tf.nn.softmax(v, axis=-1))
             return p
 
-        spec = tf.TensorSpec([None, self._model_size(model), self._model_size(model), channels], tf.float32)
+        spec = tf.TensorSpec([None, self.model_size(model), self.model_size(model), channels], tf.float32)
         return tf.function(forward, input_signature=[spec], jit_compile=self.jit_compile)
 
     @property
