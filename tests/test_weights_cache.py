@@ -23,7 +23,7 @@ def test_missing_path_and_wrong_suffix(tmp_path):
     other.write_bytes(b"x")
     with pytest.raises(ValueError, match="model.pth' is not a Keras weights file"):
         cache.resolve_weights(other, "bn")
-    with pytest.raises(ValueError, match="`weights` must be None, one of"):
+    with pytest.raises(ValueError, match="`weights` must be None, .imagenet., one of .* received weights=3"):
         cache.resolve_weights(3, "bn")
 
 
