@@ -596,7 +596,7 @@ class AuxHead(layers.Layer):
         self.pool = (
             CeilPooling2D(*specs.AUX_CAFFE_POOL, mode="avg", name="pool", dtype=policy)
             if pool == "caffe"
-            else AdaptiveAveragePooling2D(specs.AUX_ADAPTIVE_SIZE, name="pool", dtype=policy)
+            else AdaptiveAveragePooling2D(specs.AUX_POOLED_SIZE, name="pool", dtype=policy)
         )
         self.conv = ConvBlock(
             self.conv_filters,

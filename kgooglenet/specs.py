@@ -57,9 +57,10 @@ HEADS = (MAIN_HEAD, *AUX_ON)
 CLASSIFIER_LAYERS = {MAIN_HEAD: "classifier", **{head: f"{head}_head" for head in AUX_ON}}
 PREDICTIONS_LAYER = "predictions"  # the main head's activation layer (the model's output without aux heads)
 
-# The aux heads' pooling: Caffe's average 5x5/3 (ceil mode), or torchvision's adaptive average pool to this size.
+# The aux heads' pooling: Caffe's average 5x5/3 (ceil mode), or torchvision's adaptive average pool to this size
+# (which Caffe's pool also gives at 224, and which the trained aux FC weights flatten, with the 1x1 conv's channels).
 AUX_CAFFE_POOL = (5, 3)  # (window, stride)
-AUX_ADAPTIVE_SIZE = (4, 4)
+AUX_POOLED_SIZE = (4, 4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +273,7 @@ def aux_pooled_size(variant: str, height: int, width: int) -> tuple[int, int]:
     """Spatial size after the aux heads' pooling (4x4 at 224 for every variant)."""
     spec = VARIANTS[variant]
     if spec.aux_pool == "adaptive":
-        return AUX_ADAPTIVE_SIZE
+        return AUX_POOLED_SIZE
     window, stride = AUX_CAFFE_POOL
     h, w = feature_map_sizes(variant, height, width)[f"inception_{AUX_ON['aux1']}"]
     if h < window or w < window:

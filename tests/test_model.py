@@ -243,6 +243,7 @@ def test_summary_cli_prints_torchvision_total():
     assert "inception (5b)" in out.stdout
     out = subprocess.run([sys.executable, "-m", "kgooglenet", "summary", "--variant", "bn", "--aux-heads"],
                          capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
     assert "13,004,888" in out.stdout
 
 

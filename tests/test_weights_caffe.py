@@ -1,6 +1,7 @@
 """Caffe conversion: random-weight caffemodels for the real BVLC deploy.prototxt (both file formats), converted and
 compared with OpenCV's Caffe importer on real photos; reader unit tests; clear errors for bad files."""
 
+import datetime
 import hashlib
 import json
 import os
@@ -96,7 +97,8 @@ def test_sidecar_records_source_hash_variant_preprocessing_and_class_index(conve
     assert record["class_index"] == "imagenet1k_class_index.tsv"
     assert record["aux_heads"] is True and record["num_classes"] == 1000
     assert record["caffe_format"] == "V1 layers"
-    assert record["date"][:2] == "20"
+    written = datetime.datetime.fromisoformat(record["date"])  # the conversion's time, timezone-aware UTC
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - written) < datetime.timedelta(hours=2)
     assert record["ignored_caffe_layers"] == []
 
 

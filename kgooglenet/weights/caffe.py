@@ -358,7 +358,7 @@ def check_architecture(prototxt_net, model, prototxt_path: str) -> None:
 
 
 def _aux_present(layers: dict) -> bool:
-    names = [m.caffe for m in layer_map.WEIGHT_TABLE if m.head != "main"]
+    names = [m.caffe for m in layer_map.WEIGHT_TABLE if m.head != specs.MAIN_HEAD]
     return all(name in layers for name in names)
 
 

@@ -18,6 +18,7 @@ import zipfile
 
 import numpy as np
 
+from kgooglenet import specs
 from kgooglenet.architecture import build_googlenet
 from kgooglenet.weights import conversion, layer_map, torch_reader
 
@@ -85,7 +86,7 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
 def _expected_keys(with_aux: bool) -> list[str]:
     keys = []
     for match in layer_map.WEIGHT_TABLE:
-        if match.head != "main" and not with_aux:
+        if match.head != specs.MAIN_HEAD and not with_aux:
             continue
         if match.kind == "conv":
             keys.append(f"{match.torch}.conv.weight")
@@ -110,7 +111,7 @@ def check_state_dict(state: dict, path: str) -> bool:
             f"{len(_expected_keys(False))} tensors GoogLeNet needs are missing, e.g. {missing[:3]}; the file has "
             f"{len(state)} tensors, e.g. {found}"
         )
-    aux_keys = [k for k in _expected_keys(True) if k.startswith(("aux1.", "aux2."))]
+    aux_keys = [k for k in _expected_keys(True) if k.startswith(tuple(f"{head}." for head in specs.AUX_ON))]
     present = [k for k in aux_keys if k in state]
     if present and len(present) != len(aux_keys):
         raise ValueError(
