@@ -13,7 +13,8 @@ import numpy as np
 
 from kgooglenet import specs
 from kgooglenet.architecture import build_googlenet, check_args, input_hwc
-from kgooglenet.weights.cache import resolve_weights
+from kgooglenet.weights.cache import named_set, resolve_weights
+from kgooglenet.weights.imagenet import NUM_CLASSES as IMAGENET_CLASSES
 
 # Loss weights of the paper: main 1, each aux head 0.3 (Caffe train_val.prototxt loss_weight).
 AUX_LOSS_WEIGHT = 0.3
@@ -48,6 +49,14 @@ def _check_activation(classifier_activation, weights, include_top):
             f"Only None and 'softmax' are allowed for `classifier_activation` with pretrained weights and "
             f"include_top=True (weights={weights!r}), received classifier_activation={classifier_activation!r}"
         )
+
+
+def _classes_error(weights, trained, num_classes) -> ValueError:
+    return ValueError(
+        f"`weights`={weights!r} with include_top=True need num_classes={trained} (the classes they were trained "
+        f"on), received num_classes={num_classes!r}. For other classes use include_top=False, or build without "
+        f"weights and call kgooglenet.train.finetune.load_pretrained(model, weights, variant)."
+    )
 
 
 def GoogLeNet(
@@ -110,27 +119,22 @@ def GoogLeNet(
 
     Example:
     >>> model = GoogLeNet("cifar", num_classes=10, width=0.25)
-    >>> model(np.zeros((2, 32, 32, 3), "float32")).shape
+    >>> tuple(model(np.zeros((2, 32, 32, 3), "float32")).shape)
     (2, 10)
     """
     num_classes = _num_classes(num_classes, classes)
     check_args(variant, num_classes, aux_heads, include_top, pooling, dropout, aux_dropout, width)
     _check_activation(classifier_activation, weights, include_top)
-    resolved = resolve_weights(weights, variant)
     hwc = input_hwc(variant, input_shape, input_tensor)
-    if resolved is not None:
-        meta = resolved.metadata or {}
-        if hwc[2] != 3:
-            raise ValueError(
-                f"`weights`={weights!r} are for 3-channel RGB inputs, received an input with {hwc[2]} channels"
-            )
-        if include_top and meta.get("num_classes") not in (None, num_classes):
-            raise ValueError(
-                f"`weights`={weights!r} with include_top=True need num_classes={meta['num_classes']} (the classes "
-                f"they were trained on), received num_classes={num_classes!r}. For other classes use "
-                f"include_top=False, or build without weights and call "
-                f"kgooglenet.train.finetune.load_pretrained(model, weights, variant)."
-            )
+    imagenet = named_set(weights, variant) is not None
+    if imagenet and hwc[2] != 3:
+        raise ValueError(f"`weights`={weights!r} are for 3-channel RGB inputs, received an input with {hwc[2]} channels")
+    if imagenet and include_top and num_classes != IMAGENET_CLASSES:  # checked before anything is downloaded
+        raise _classes_error(weights, IMAGENET_CLASSES, num_classes)
+    resolved = resolve_weights(weights, variant)
+    trained = (resolved.metadata or {}).get("num_classes") if resolved is not None else None
+    if include_top and trained not in (None, num_classes):
+        raise _classes_error(weights, trained, num_classes)
     if preprocessing == "auto":
         bound = resolved.preprocessing if resolved is not None else None
         if bound is not None:
@@ -167,7 +171,7 @@ def preprocess_input(x, data_format=None):
         data_format: accepted for keras.applications compatibility and ignored.
 
     Example:
-    >>> preprocess_input(np.full((1, 2, 2, 3), 255.0)).max()
+    >>> float(preprocess_input(np.full((1, 2, 2, 3), 255.0)).max())
     255.0
     """
     del data_format  # nothing depends on the layout of an identity

@@ -173,4 +173,8 @@ def test_imagenet_names_and_their_errors(home):
         GoogLeNet("cifar", weights="imagenet")
     with pytest.raises(ValueError, match="Only None and 'softmax' are allowed for `classifier_activation`"):
         GoogLeNet("bn", weights="imagenet", classifier_activation="sigmoid")  # refused before any download
+    with pytest.raises(ValueError, match="with include_top=True need num_classes=1000 .*received num_classes=10"):
+        GoogLeNet("paper", weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match="are for 3-channel RGB inputs, received an input with 1 channels"):
+        GoogLeNet("bn", weights="imagenet", include_top=False, input_shape=(None, None, 1))
     assert _files(home) == []

@@ -140,6 +140,13 @@ def fetch(name: str, origin=None) -> str:
     return path
 
 
+def named_set(weights, variant: str) -> str | None:
+    """The named set `weights` stands for ("imagenet" -> the variant's own), or None when it names none."""
+    if isinstance(weights, str) and weights == IMAGENET:
+        return imagenet_name(variant)
+    return weights if isinstance(weights, str) and weights in NAMED_WEIGHTS else None
+
+
 def resolve_weights(weights, variant: str, origin=None) -> ResolvedWeights | None:
     """The weights file for `GoogLeNet(weights=...)`, checked to exist; None for `weights=None`.
 
@@ -155,9 +162,8 @@ def resolve_weights(weights, variant: str, origin=None) -> ResolvedWeights | Non
     """
     if weights is None:
         return None
-    if isinstance(weights, str) and weights == IMAGENET:
-        weights = imagenet_name(variant)
-    if isinstance(weights, str) and weights in NAMED_WEIGHTS:
+    if named_set(weights, variant) is not None:
+        weights = named_set(weights, variant)
         entry = NAMED_WEIGHTS[weights]
         if variant != entry.variant:
             raise ValueError(
@@ -206,6 +212,7 @@ __all__ = [
     "file_digest",
     "install",
     "named_weights_path",
+    "named_set",
     "origin_url",
     "read_sidecar",
     "resolve_weights",
