@@ -257,6 +257,7 @@ def _has_layer(model, name):
 
 def feature_extractor(model, endpoints=DEFAULT_ENDPOINTS):
     """A model returning named intermediate feature maps (like TF-slim's end_points), sharing `model`'s weights.
+    The maps are NHWC (the layers' own layout), also for a model built under channels_first.
 
     Args:
         model: a GoogLeNet model.

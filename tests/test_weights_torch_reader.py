@@ -1,6 +1,7 @@
 """The torch-free checkpoint reader: bit-identical to torch.load(weights_only=True) on state dicts in both of torch's
 formats (zip and legacy), refusing planted code and other architectures, and converting without torch."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from kgooglenet.weights import torch_reader
 from kgooglenet.weights import torchvision as tv_weights
 
 
+@functools.lru_cache(maxsize=1)
 def _state_dicts():
     g = torch.Generator().manual_seed(0)
     base = torch.randn(6, 8, generator=g)
