@@ -14,6 +14,10 @@ from keras import layers, ops
 from kgooglenet import specs
 
 _PACKAGE = "kgooglenet"
+# Every layer computes in NHWC (TF's CPU kernels have no NCHW convolution); Keras layers inside ours are pinned to it
+# so that a global `keras.config.set_image_data_format("channels_first")` cannot silently change them. GoogLeNet(...)
+# under channels_first transposes at its input and output instead.
+_CHANNELS_LAST = "channels_last"
 
 
 def _check_positive_int(name: str, value) -> None:
@@ -83,7 +87,9 @@ class LocalResponseNormalization(layers.Layer):
     (1, 2, 2, 8)
     """
 
-    def __init__(self, local_size=5, alpha=1e-4, beta=0.75, k=1.0, **kwargs):
+    def __init__(
+        self, local_size=specs.LRN.local_size, alpha=specs.LRN.alpha, beta=specs.LRN.beta, k=specs.LRN.k, **kwargs
+    ):
         super().__init__(**kwargs)
         _check_positive_int("local_size", local_size)
         if local_size % 2 == 0:
@@ -354,7 +360,9 @@ class ConvBlock(layers.Layer):
         self.bn_momentum = float(bn_momentum)
         self.bn_epsilon = float(bn_epsilon)
         same = self.strides == 1 and self.padding * 2 == self.kernel_size - 1
-        self.pad = None if (same or self.padding == 0) else layers.ZeroPadding2D(self.padding, dtype=self.dtype_policy)
+        self.pad = None if (same or self.padding == 0) else layers.ZeroPadding2D(
+            self.padding, data_format=_CHANNELS_LAST, dtype=self.dtype_policy
+        )
         self.conv = layers.Conv2D(
             self.filters,
             self.kernel_size,
@@ -363,6 +371,7 @@ class ConvBlock(layers.Layer):
             use_bias=not self.batch_norm,
             kernel_initializer="glorot_uniform" if not self.batch_norm else "he_normal",
             name="conv",
+            data_format=_CHANNELS_LAST,
             dtype=self.dtype_policy,
         )
         self.bn = (
@@ -480,7 +489,9 @@ class Inception(layers.Layer):
         self.b2 = ConvBlock(self.conv3x3, 3, padding=1, name="3x3", **common)
         self.b3_reduce = ConvBlock(self.reduce5x5, 1, name="5x5_reduce", **common)
         self.b3 = ConvBlock(self.conv5x5, k5, padding=(k5 - 1) // 2, name="5x5", **common)
-        self.b4_pool = layers.MaxPooling2D(3, strides=1, padding="same", name="pool", dtype=self.dtype_policy)
+        self.b4_pool = layers.MaxPooling2D(
+            3, strides=1, padding="same", data_format=_CHANNELS_LAST, name="pool", dtype=self.dtype_policy
+        )
         self.b4 = ConvBlock(self.pool_proj, 1, name="pool_proj", **common)
 
     @property
@@ -583,9 +594,9 @@ class AuxHead(layers.Layer):
         self.bn_epsilon = float(bn_epsilon)
         policy = self.dtype_policy
         self.pool = (
-            CeilPooling2D(5, 3, mode="avg", name="pool", dtype=policy)
+            CeilPooling2D(*specs.AUX_CAFFE_POOL, mode="avg", name="pool", dtype=policy)
             if pool == "caffe"
-            else AdaptiveAveragePooling2D((4, 4), name="pool", dtype=policy)
+            else AdaptiveAveragePooling2D(specs.AUX_POOLED_SIZE, name="pool", dtype=policy)
         )
         self.conv = ConvBlock(
             self.conv_filters,
@@ -596,7 +607,7 @@ class AuxHead(layers.Layer):
             name="conv",
             dtype=policy,
         )
-        self.flatten = layers.Flatten(dtype=policy)
+        self.flatten = layers.Flatten(data_format=_CHANNELS_LAST, dtype=policy)
         self.fc = layers.Dense(self.fc_units, activation="relu", name="fc", dtype=policy)
         self.drop = layers.Dropout(self.dropout_rate, dtype=policy)
         self.classifier = layers.Dense(self.num_classes, name="classifier", dtype=policy)

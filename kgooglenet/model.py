@@ -1,74 +1,67 @@
 """GoogLeNet (Inception v1) as a functional Keras model, in the keras.applications style.
 
-`GoogLeNet(...)` reads the tables of `kgooglenet.specs` and wires the layers of `kgooglenet.layers`. The model is split
-timm-style into `features` (everything up to `inception_5b`) and a `head` (global pool, dropout, classifier), so
+`GoogLeNet(...)` takes keras.applications' arguments, asks the weights resolver (`kgooglenet.weights.cache`) for the
+file behind `weights=`, and builds the network of `kgooglenet.architecture` (the tables of `kgooglenet.specs` wired
+with the layers of `kgooglenet.layers`). The model is split timm-style into `features` (everything up to `inception_5b`) and a `head` (global pool, dropout, classifier), so
 fine-tuning replaces the head cleanly; the optional aux heads hang on 4a and 4d.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import numpy as np
-from keras import layers
 
 from kgooglenet import specs
-from kgooglenet.layers import (
-    AuxHead,
-    CeilPooling2D,
-    ConvBlock,
-    Inception,
-    LocalResponseNormalization,
-    preprocessing_layer,
-)
-from kgooglenet.weights.cache import resolve_weights
+from kgooglenet.architecture import build_googlenet, check_args, input_hwc
+from kgooglenet.weights.cache import named_set, resolve_weights
+from kgooglenet.weights.imagenet import NUM_CLASSES as IMAGENET_CLASSES
 
 # Loss weights of the paper: main 1, each aux head 0.3 (Caffe train_val.prototxt loss_weight).
 AUX_LOSS_WEIGHT = 0.3
-OUTPUT_NAMES = ("main", "aux1", "aux2")
+OUTPUT_NAMES = specs.HEADS
 DEFAULT_ENDPOINTS = ("stem", "inception_3b", "inception_4e", "inception_5b")
+DEFAULT_NUM_CLASSES = 1000
 
 
-def _check_args(variant, num_classes, aux_heads, include_top, pooling, dropout, aux_dropout, width):
-    if variant not in specs.VARIANTS:
-        raise ValueError(f"`variant` must be one of {sorted(specs.VARIANTS)}, received variant={variant!r}")
-    if include_top and (not isinstance(num_classes, (int, np.integer)) or num_classes < 1):
-        raise ValueError(f"`num_classes` must be a positive integer, received num_classes={num_classes!r}")
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"`pooling` must be 'avg', 'max' or None, received pooling={pooling!r}")
-    if aux_heads and not include_top:
+def _num_classes(num_classes, classes):
+    """keras.applications calls it `classes`, keras-hub and timm `num_classes`: both are accepted."""
+    if classes is not None and num_classes is not None and classes != num_classes:
         raise ValueError(
-            f"`aux_heads=True` needs `include_top=True` (the aux heads are classifiers), received "
-            f"include_top={include_top!r}"
+            f"`classes` is another name for `num_classes`: pass one of them, received num_classes={num_classes!r} "
+            f"and classes={classes!r}"
         )
-    for key, value in (("dropout", dropout), ("aux_dropout", aux_dropout)):
-        if value is not None and not 0.0 <= value < 1.0:
-            raise ValueError(f"`{key}` must be in [0, 1), received {key}={value!r}")
-    if not isinstance(width, (int, float)) or width <= 0:
-        raise ValueError(f"`width` must be a positive number, received width={width!r}")
+    chosen = num_classes if num_classes is not None else classes
+    return DEFAULT_NUM_CLASSES if chosen is None else chosen
 
 
-def _input_shape(spec, input_shape, preprocessing):
-    if input_shape is None:
-        return (spec.default_size, spec.default_size, 3)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, channels), received input_shape={input_shape!r}")
-    if preprocessing is not None and input_shape[2] != 3:
+def _check_activation(classifier_activation, weights, include_top):
+    """As keras.applications' `validate_activation`: with weights and the top, only None or softmax make sense
+    (the classifier was trained under a softmax)."""
+    try:
+        activation = keras.activations.get(classifier_activation)
+    except (ValueError, TypeError) as err:
         raise ValueError(
-            f"`input_shape` must have 3 (RGB) channels when the model preprocesses its input, received "
-            f"input_shape={input_shape!r}"
+            f"`classifier_activation` must be None, 'softmax' or another Keras activation, received "
+            f"classifier_activation={classifier_activation!r}"
+        ) from err
+    if weights is not None and include_top and activation not in (keras.activations.softmax, keras.activations.linear):
+        raise ValueError(
+            f"Only None and 'softmax' are allowed for `classifier_activation` with pretrained weights and "
+            f"include_top=True (weights={weights!r}), received classifier_activation={classifier_activation!r}"
         )
-    h, w = input_shape[:2]
-    if h is not None and w is not None:
-        specs.feature_map_sizes(spec.name, h, w)  # raises when too small
-    return input_shape
+
+
+def _classes_error(weights, trained, num_classes) -> ValueError:
+    return ValueError(
+        f"`weights`={weights!r} with include_top=True need num_classes={trained} (the classes they were trained "
+        f"on), received num_classes={num_classes!r}. For other classes use include_top=False, or build without "
+        f"weights and call kgooglenet.train.finetune.load_pretrained(model, weights, variant)."
+    )
 
 
 def GoogLeNet(
     variant="bn",
-    num_classes=1000,
+    num_classes=None,
     aux_heads=False,
     include_top=True,
     pooling=None,
@@ -80,113 +73,109 @@ def GoogLeNet(
     width=1.0,
     preprocessing="auto",
     name=None,
+    input_tensor=None,
+    classes=None,
 ):
     """GoogLeNet (Inception v1), Szegedy et al., "Going deeper with convolutions", CVPR 2015.
+
+    The arguments follow keras.applications (`include_top`, `weights`, `input_tensor`, `input_shape`, `pooling`,
+    `classes`, `classifier_activation`), plus GoogLeNet's own.
 
     Args:
         variant: "paper" (the BVLC Caffe model: biased convs, LRN, true 5x5 branches, 3x3/2 pool before 5a, Caffe's
             5x5/3 aux pools), "bn" (torchvision/TF-slim: conv + BatchNorm, 3x3 in the "5x5" branch, 2x2/2 pool
             before 5a, adaptive 4x4 aux pools) or "cifar" (32x32 inputs: 3x3 stem of 192 channels, no early
             downsampling, BatchNorm momentum 0.9).
-        num_classes: classes of the classifier(s).
+        num_classes: classes of the classifier(s); None gives 1000. `classes` is the same (Keras' name).
         aux_heads: add the two auxiliary classifiers (on 4a and 4d); the model then returns a dict
             {"main", "aux1", "aux2"}. See `aux_compile_args` and `inference_model`.
         include_top: include the global pool, dropout and classifier.
         pooling: with include_top=False: "avg", "max" or None (the 5b feature map).
-        input_shape: (height, width, 3); None gives the variant's default square size. Height/width may be None
-            for a size-agnostic model (not with the paper variant's aux heads, which flatten a fixed-size map).
-        weights: None (random initialization), the path of a `.weights.h5` file, or a named ImageNet set
-            ("imagenet-caffe", "imagenet-torchvision") installed in the cache (see `kgooglenet.weights`). Weights
-            that carry a JSON sidecar bind their own preprocessing (used when preprocessing="auto").
-        classifier_activation: activation of the classifiers ("softmax", or None for logits). Outputs are float32
-            even under a mixed-precision policy.
+        input_shape: (height, width, channels), or (channels, height, width) under Keras' "channels_first" image
+            data format; None gives the variant's default square RGB size. Height/width may be None for a
+            size-agnostic model (not with the paper variant's aux heads, which flatten a fixed-size map).
+        weights: None (random initialization), "imagenet" (the variant's own ImageNet set: "imagenet-caffe" for
+            paper, "imagenet-torchvision" for bn), one of those names, or the path of a `.weights.h5` file. A named
+            set is downloaded, checked and converted on first use and read from `$KERAS_HOME/kgooglenet/` after
+            (see `kgooglenet.weights.cache`; `KGOOGLENET_WEIGHTS_URL` names a mirror). Weights that carry a JSON
+            sidecar bind their own preprocessing (used when preprocessing="auto").
+        classifier_activation: activation of the classifiers ("softmax", or None for logits; with weights and
+            include_top only these two). Outputs are float32 even under a mixed-precision policy.
         dropout: dropout before the main classifier; None gives the variant's (0.4 paper, 0.2 bn/cifar).
         aux_dropout: dropout in the aux heads; None gives 0.7.
         width: channel multiplier applied to every conv and hidden layer (1.0 = the real model; small values
             give tiny models for tests and small devices).
-        preprocessing: what the model does to its RGB [0, 255] input: "auto" (the variant's default: "caffe" for
-            paper, "torchvision" for bn, "imagenet" for cifar), a key of `kgooglenet.specs.PREPROCESSING`, a
-            `kgooglenet.specs.Preprocessing`, or None (the input is used as given).
+        preprocessing: what the model does to its RGB [0, 255] input: "auto" (the weights' own, else the variant's
+            default: "caffe" for paper, "torchvision" for bn, "imagenet" for cifar; None for inputs that do not
+            have 3 channels), a key of `kgooglenet.specs.PREPROCESSING`, a `kgooglenet.specs.Preprocessing`, or
+            None (the input is used as given). Preprocessing lives in the model, so `kgooglenet.preprocess_input`
+            is the identity.
         name: model name; defaults to f"googlenet_{variant}".
+        input_tensor: a Keras tensor (e.g. the output of `keras.Input` or of a layer) to build the model on.
+        classes: Keras' name for `num_classes`.
 
     Returns:
         A `keras.Model`.
 
     Example:
     >>> model = GoogLeNet("cifar", num_classes=10, width=0.25)
-    >>> model(np.zeros((2, 32, 32, 3), "float32")).shape
+    >>> tuple(model(np.zeros((2, 32, 32, 3), "float32")).shape)
     (2, 10)
     """
-    _check_args(variant, num_classes, aux_heads, include_top, pooling, dropout, aux_dropout, width)
-    spec = specs.VARIANTS[variant]
+    num_classes = _num_classes(num_classes, classes)
+    check_args(variant, num_classes, aux_heads, include_top, pooling, dropout, aux_dropout, width)
+    _check_activation(classifier_activation, weights, include_top)
+    hwc = input_hwc(variant, input_shape, input_tensor)
+    imagenet = named_set(weights, variant) is not None
+    if imagenet and hwc[2] != 3:
+        raise ValueError(f"`weights`={weights!r} are for 3-channel RGB inputs, received an input with {hwc[2]} channels")
+    if imagenet and include_top and num_classes != IMAGENET_CLASSES:  # checked before anything is downloaded
+        raise _classes_error(weights, IMAGENET_CLASSES, num_classes)
     resolved = resolve_weights(weights, variant)
+    trained = (resolved.metadata or {}).get("num_classes") if resolved is not None else None
+    if include_top and trained not in (None, num_classes):
+        raise _classes_error(weights, trained, num_classes)
     if preprocessing == "auto":
         bound = resolved.preprocessing if resolved is not None else None
-        preprocessing = bound if bound is not None else spec.default_preprocessing
-    input_shape = _input_shape(spec, input_shape, preprocessing)
-    if aux_heads and spec.aux_pool == "caffe" and None in input_shape[:2]:
-        raise ValueError(
-            f"`input_shape` must have a fixed height and width for the aux heads of variant {variant!r} (they "
-            f"flatten a fixed-size map), received input_shape={input_shape!r}"
-        )
-    dropout = spec.dropout if dropout is None else dropout
-    aux_dropout = spec.aux_dropout if aux_dropout is None else aux_dropout
-    bn = dict(batch_norm=spec.batch_norm, bn_momentum=spec.bn_momentum, bn_epsilon=spec.bn_epsilon)
-
-    inputs = keras.Input(input_shape, name="image")
-    x = inputs
-    pre = preprocessing_layer(preprocessing)
-    if pre is not None:
-        x = pre(x)
-    for item in spec.stem:
-        if isinstance(item, specs.ConvSpec):
-            x = ConvBlock(
-                specs.scaled(item.filters, width), item.kernel, item.stride, item.pad, name=item.name, **bn
-            )(x)
-        elif isinstance(item, specs.PoolSpec):
-            x = CeilPooling2D(item.size, item.stride, name=item.name)(x)
+        if bound is not None:
+            preprocessing = bound
         else:
-            x = LocalResponseNormalization(5, 1e-4, 0.75, 1.0, name=item)(x)
-
-    pools = dict(zip(specs.STAGE_STARTS[1:], spec.stage_pools))
-    aux_at = {row: head for head, row in specs.AUX_ON.items()}
-    aux_outputs = {}
-    for row in specs.INCEPTION_ROWS:
-        if row.name in pools:
-            pool = pools[row.name]
-            x = CeilPooling2D(pool.size, pool.stride, name=pool.name)(x)
-        counts = [specs.scaled(c, width) for c in dataclasses.astuple(row)[1:]]
-        x = Inception(*counts, branch5_kernel=spec.branch5_kernel, name=f"inception_{row.name}", **bn)(x)
-        if aux_heads and row.name in aux_at:
-            head = aux_at[row.name]
-            logits = AuxHead(
-                num_classes,
-                pool=spec.aux_pool,
-                conv_filters=specs.scaled(spec.aux_conv, width),
-                fc_units=specs.scaled(spec.aux_fc, width),
-                dropout=aux_dropout,
-                name=f"{head}_head",
-                **bn,
-            )(x)
-            aux_outputs[head] = layers.Activation(classifier_activation, dtype="float32", name=head)(logits)
-
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dropout(dropout, name="dropout")(x)
-        x = layers.Dense(num_classes, name="classifier")(x)
-        outputs = layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
-    elif pooling == "avg":
-        outputs = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        outputs = layers.GlobalMaxPooling2D(name="max_pool")(x)
-    else:
-        outputs = x
-    if aux_heads:
-        outputs = {"main": outputs, **aux_outputs}
-    model = keras.Model(inputs, outputs, name=name or f"googlenet_{variant}")
+            preprocessing = specs.VARIANTS[variant].default_preprocessing if hwc[2] == 3 else None
+    model = build_googlenet(
+        variant,
+        num_classes=num_classes,
+        aux_heads=aux_heads,
+        include_top=include_top,
+        pooling=pooling,
+        input_shape=input_shape,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        aux_dropout=aux_dropout,
+        width=width,
+        preprocessing=preprocessing,
+        name=name,
+    )
     if resolved is not None:
         _load_weights(model, resolved)
     return model
+
+
+def preprocess_input(x, data_format=None):
+    """The identity, as keras.applications' EfficientNet and ConvNeXt: GoogLeNet preprocesses inside the model
+    (its `preprocess` layer, bound to the weights), so it takes RGB pixels in [0, 255] as they are. Kept for code
+    written against keras.applications (`module.preprocess_input(x)` before `model.predict`).
+
+    Args:
+        x: images (any array or tensor), returned unchanged.
+        data_format: accepted for keras.applications compatibility and ignored.
+
+    Example:
+    >>> float(preprocess_input(np.full((1, 2, 2, 3), 255.0)).max())
+    255.0
+    """
+    del data_format  # nothing depends on the layout of an identity
+    return x
 
 
 def _load_weights(model, resolved):
@@ -223,8 +212,8 @@ def aux_compile_args(aux_weight=AUX_LOSS_WEIGHT, from_logits=False, metrics=("ac
     ]
     return {
         "loss": {name: loss for name in OUTPUT_NAMES},
-        "loss_weights": {"main": 1.0, "aux1": aux_weight, "aux2": aux_weight},
-        "metrics": {"main": main_metrics},
+        "loss_weights": {head: 1.0 if head == specs.MAIN_HEAD else aux_weight for head in OUTPUT_NAMES},
+        "metrics": {specs.MAIN_HEAD: main_metrics},
     }
 
 
@@ -234,7 +223,7 @@ def aux_targets(x, y):
 
 
 def has_aux_heads(model) -> bool:
-    return isinstance(model.output, dict) and "aux1" in model.output
+    return isinstance(model.output, dict) and any(head in model.output for head in specs.AUX_ON)
 
 
 def inference_model(model):
@@ -248,7 +237,7 @@ def inference_model(model):
     """
     if not has_aux_heads(model):
         return model
-    return keras.Model(model.input, model.output["main"], name=f"{model.name}_inference")
+    return keras.Model(model.input, model.output[specs.MAIN_HEAD], name=f"{model.name}_inference")
 
 
 def _endpoint_layer(model, endpoint):
@@ -268,6 +257,7 @@ def _has_layer(model, name):
 
 def feature_extractor(model, endpoints=DEFAULT_ENDPOINTS):
     """A model returning named intermediate feature maps (like TF-slim's end_points), sharing `model`'s weights.
+    The maps are NHWC (the layers' own layout), also for a model built under channels_first.
 
     Args:
         model: a GoogLeNet model.

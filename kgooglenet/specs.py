@@ -50,6 +50,31 @@ INCEPTION_ROWS: tuple[InceptionRow, ...] = (
 STAGE_STARTS = ("3a", "4a", "5a")
 AUX_ON = {"aux1": "4a", "aux2": "4d"}
 
+# The heads of a GoogLeNet: the output names of a model with aux heads ({"main", "aux1", "aux2"}) and the Keras layer
+# holding each head's final classifier (Dense "classifier" for the main head, the `AuxHead` layers for the others).
+MAIN_HEAD = "main"
+HEADS = (MAIN_HEAD, *AUX_ON)
+CLASSIFIER_LAYERS = {MAIN_HEAD: "classifier", **{head: f"{head}_head" for head in AUX_ON}}
+PREDICTIONS_LAYER = "predictions"  # the main head's activation layer (the model's output without aux heads)
+
+# The aux heads' pooling: Caffe's average 5x5/3 (ceil mode), or torchvision's adaptive average pool to this size
+# (which Caffe's pool also gives at 224, and which the trained aux FC weights flatten, with the 1x1 conv's channels).
+AUX_CAFFE_POOL = (5, 3)  # (window, stride)
+AUX_POOLED_SIZE = (4, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class LRNSpec:
+    """Caffe's cross-channel local response normalization (bvlc_googlenet deploy.prototxt lrn_param)."""
+
+    local_size: int  # channels in the window
+    alpha: float  # divided by local_size, as Caffe does
+    beta: float  # exponent
+    k: float  # additive bias (Caffe's default 1)
+
+
+LRN = LRNSpec(local_size=5, alpha=1e-4, beta=0.75, k=1.0)
+
 
 @dataclasses.dataclass(frozen=True)
 class ConvSpec:
@@ -162,6 +187,7 @@ VARIANTS: dict[str, VariantSpec] = {
         default_preprocessing="imagenet",
     ),
 }
+VARIANT_NAMES = tuple(VARIANTS)  # ("paper", "bn", "cifar")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,11 +273,12 @@ def aux_pooled_size(variant: str, height: int, width: int) -> tuple[int, int]:
     """Spatial size after the aux heads' pooling (4x4 at 224 for every variant)."""
     spec = VARIANTS[variant]
     if spec.aux_pool == "adaptive":
-        return (4, 4)
-    h, w = feature_map_sizes(variant, height, width)["inception_4a"]
-    if h < 5 or w < 5:
+        return AUX_POOLED_SIZE
+    window, stride = AUX_CAFFE_POOL
+    h, w = feature_map_sizes(variant, height, width)[f"inception_{AUX_ON['aux1']}"]
+    if h < window or w < window:
         raise ValueError(
             f"input_shape: {height}x{width} is too small for the Caffe aux heads of variant {variant!r}: "
-            f"inception_4a is {h}x{w}, the aux average pool needs at least 5x5."
+            f"inception_4a is {h}x{w}, the aux average pool needs at least {window}x{window}."
         )
-    return pooled_size(h, 5, 3), pooled_size(w, 5, 3)
+    return pooled_size(h, window, stride), pooled_size(w, window, stride)

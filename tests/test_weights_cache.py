@@ -1,10 +1,12 @@
-"""Weight resolution: paths, sidecars binding preprocessing, named sets in the cache and their instructions."""
+"""Weight resolution: paths, sidecars binding preprocessing, named sets in the cache, mirrors and their errors."""
 
 import json
 import os
 
 import numpy as np
 import pytest
+
+import weights_helpers
 
 from kgooglenet import GoogLeNet, specs
 from kgooglenet.weights import cache
@@ -21,21 +23,31 @@ def test_missing_path_and_wrong_suffix(tmp_path):
     other.write_bytes(b"x")
     with pytest.raises(ValueError, match="model.pth' is not a Keras weights file"):
         cache.resolve_weights(other, "bn")
-    with pytest.raises(ValueError, match="`weights` must be None, one of"):
+    with pytest.raises(ValueError, match="`weights` must be None, .imagenet., one of .* received weights=3"):
         cache.resolve_weights(3, "bn")
 
 
 @pytest.mark.parametrize("name", sorted(cache.NAMED_WEIGHTS))
-def test_named_set_not_installed_says_what_to_download_and_the_command(name, tmp_path, monkeypatch):
+def test_named_set_that_cannot_be_fetched_says_where_from_and_what_to_do(name, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv(cache.URL_ENV, weights_helpers.closed_port_url())  # never the internet
     entry = cache.NAMED_WEIGHTS[name]
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(cache.WeightsDownloadError) as err:
         cache.resolve_weights(name, entry.variant)
     message = str(err.value)
-    assert os.path.join(str(tmp_path), "kgooglenet", entry.filename) in message
-    assert entry.url in message and entry.command in message and "--install" in entry.command
-    assert (entry.sha1 or entry.sha256_prefix) in message
-    assert "nothing is downloaded" in message
+    assert os.path.join(str(tmp_path), "kgooglenet", entry.original) in message  # where a hand-fetched file goes
+    assert os.environ[cache.URL_ENV] + entry.original in message and entry.command in message
+    assert (entry.sha1 or entry.sha256_prefix) in message and cache.URL_ENV in message
+
+
+def test_origin_url_takes_the_argument_then_the_variable_then_the_canonical_address(tmp_path, monkeypatch):
+    monkeypatch.delenv(cache.URL_ENV, raising=False)
+    entry = cache.NAMED_WEIGHTS["imagenet-torchvision"]
+    assert cache.origin_url(entry.name) == entry.url
+    monkeypatch.setenv(cache.URL_ENV, "https://mirror.example/weights")
+    assert cache.origin_url(entry.name) == "https://mirror.example/weights/googlenet-1378be20.pth"
+    assert cache.origin_url(entry.name, "http://h/x/googlenet-1378be20.pth") == "http://h/x/googlenet-1378be20.pth"
+    assert cache.origin_url(entry.name, tmp_path) == (tmp_path / entry.original).as_uri()
 
 
 def test_caffe_set_documents_the_bvlc_sha1():

@@ -1,6 +1,7 @@
 """Caffe conversion: random-weight caffemodels for the real BVLC deploy.prototxt (both file formats), converted and
 compared with OpenCV's Caffe importer on real photos; reader unit tests; clear errors for bad files."""
 
+import datetime
 import hashlib
 import json
 import os
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from kgooglenet import GoogLeNet
+import weights_helpers
 from kgooglenet.weights import caffe, caffe_proto, parity
 
 TOLERANCE = 1e-4  # max |keras - reference| / max |reference|
@@ -29,11 +31,11 @@ def converted(nets, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("caffe")
     aux_prototxt = tmp / "deploy_with_aux.prototxt"
     aux_prototxt.write_text(caffe_proto.to_prototxt(nets["aux"]))
-    blobs = caffe.random_blobs(nets["aux"], seed=1)
+    blobs = weights_helpers.random_blobs(nets["aux"], seed=1)
     result = {}
     for fmt, legacy in (("layer+shape", False), ("V1 layers+nchw", True)):
         model_path = tmp / f"{'v1' if legacy else 'v2'}.caffemodel"
-        caffe.write_caffemodel(nets["aux"], blobs, model_path, legacy=legacy)
+        weights_helpers.write_caffemodel(nets["aux"], blobs, model_path, legacy=legacy)
         out = tmp / f"{'v1' if legacy else 'v2'}.weights.h5"
         conversion = caffe.convert_caffe(model_path, out, prototxt=nets["deploy_path"])
         result[fmt] = (str(model_path), str(aux_prototxt), conversion)
@@ -47,7 +49,7 @@ def photos():
 
 @pytest.mark.parametrize("fmt", ["layer+shape", "V1 layers+nchw"])
 def test_caffe_conversion_matches_opencv_on_photos(converted, photos, fmt):
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401  (the extra: a broken install fails, never skips)
     caffemodel, aux_prototxt, conversion = converted[fmt]
     model = GoogLeNet("paper", aux_heads=True, weights=conversion.weights_path, classifier_activation=None)
     report = parity.parity_report(model, parity.CaffeReference(aux_prototxt, caffemodel), photos, verbose=False)
@@ -64,7 +66,6 @@ def test_caffe_conversion_matches_opencv_on_photos(converted, photos, fmt):
 
 
 def test_converted_file_loads_with_bound_preprocessing_and_without_aux_heads(converted, photos):
-    pytest.importorskip("cv2")
     import cv2
 
     caffemodel, _, conversion = converted["layer+shape"]
@@ -96,7 +97,8 @@ def test_sidecar_records_source_hash_variant_preprocessing_and_class_index(conve
     assert record["class_index"] == "imagenet1k_class_index.tsv"
     assert record["aux_heads"] is True and record["num_classes"] == 1000
     assert record["caffe_format"] == "V1 layers"
-    assert record["date"][:2] == "20"
+    written = datetime.datetime.fromisoformat(record["date"])  # the conversion's time, timezone-aware UTC
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - written) < datetime.timedelta(hours=2)
     assert record["ignored_caffe_layers"] == []
 
 
@@ -124,8 +126,8 @@ def test_blob_shapes_follow_caffe_shape_inference():
 @pytest.mark.parametrize("legacy", [False, True])
 def test_both_formats_round_trip_every_blob(tmp_path, legacy):
     net = _tiny_net()
-    blobs = caffe.random_blobs(net, seed=3)
-    path = caffe.write_caffemodel(net, blobs, tmp_path / "tiny.caffemodel", legacy=legacy)
+    blobs = weights_helpers.random_blobs(net, seed=3)
+    path = weights_helpers.write_caffemodel(net, blobs, tmp_path / "tiny.caffemodel", legacy=legacy)
     read = caffe.read_caffemodel(path)
     assert (len(read.layers) > 0) == legacy and (len(read.layer) > 0) == (not legacy)
     layers = {layer.name: layer for layer in caffe.net_layers(read, path)}
@@ -183,9 +185,9 @@ def test_truncated_caffemodel(converted, tmp_path):
 
 
 def test_prototxt_and_caffemodel_mismatch(nets, tmp_path):
-    blobs = caffe.random_blobs(nets["deploy"], seed=0)
+    blobs = weights_helpers.random_blobs(nets["deploy"], seed=0)
     blobs["inception_4c/3x3"][0] = blobs["inception_4c/3x3"][0][:, :64]  # 64 input channels instead of 128
-    path = caffe.write_caffemodel(nets["deploy"], blobs, tmp_path / "other.caffemodel")
+    path = weights_helpers.write_caffemodel(nets["deploy"], blobs, tmp_path / "other.caffemodel")
     with pytest.raises(ValueError) as err:
         caffe.convert_caffe(path, tmp_path / "w.weights.h5", prototxt=nets["deploy_path"])
     message = str(err.value)
@@ -203,13 +205,13 @@ def test_prototxt_of_another_architecture(nets, tmp_path):
     lrn.lrn_param.alpha = 1e-7
     prototxt = tmp_path / "changed.prototxt"
     prototxt.write_text(caffe_proto.to_prototxt(changed))
-    path = caffe.write_caffemodel(nets["deploy"], caffe.random_blobs(nets["deploy"]), tmp_path / "m.caffemodel")
+    path = weights_helpers.write_caffemodel(nets["deploy"], weights_helpers.random_blobs(nets["deploy"]), tmp_path / "m.caffemodel")
     with pytest.raises(ValueError, match="changed.prototxt.*'pool1/norm1' has LRN parameters"):
         caffe.convert_caffe(path, tmp_path / "w.weights.h5", prototxt=prototxt)
 
 
 def test_caffemodel_without_aux_converts_main_only_and_rejects_aux_true(nets, tmp_path):
-    path = caffe.write_caffemodel(nets["deploy"], caffe.random_blobs(nets["deploy"]), tmp_path / "m.caffemodel")
+    path = weights_helpers.write_caffemodel(nets["deploy"], weights_helpers.random_blobs(nets["deploy"]), tmp_path / "m.caffemodel")
     with pytest.raises(ValueError, match="m.caffemodel.*has no aux heads"):
         caffe.convert_caffe(path, tmp_path / "w.weights.h5", aux_heads=True)
     result = caffe.convert_caffe(path, tmp_path / "w.weights.h5")

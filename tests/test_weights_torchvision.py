@@ -3,16 +3,17 @@ statistics, saved as a state dict, converted, and compared with torch on real ph
 installing as "imagenet-torchvision"; clear errors for bad checkpoints."""
 
 import json
+import os
 
 import numpy as np
 import pytest
+import torch  # the torch extra: CI installs it, so a broken install fails here instead of skipping
+import torchvision
+import weights_helpers
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-
-from kgooglenet import GoogLeNet  # noqa: E402
-from kgooglenet.weights import cache, parity  # noqa: E402
-from kgooglenet.weights import torchvision as tv_weights  # noqa: E402
+from kgooglenet import GoogLeNet
+from kgooglenet.weights import cache, parity
+from kgooglenet.weights import torchvision as tv_weights
 
 TOLERANCE = 1e-4
 
@@ -116,10 +117,11 @@ def test_sidecar_and_no_aux_checkpoint(checkpoint, converted, tmp_path):
 
 def test_install_as_named_set_and_load_by_name(checkpoint, converted, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    with pytest.raises(FileNotFoundError) as err:
+    monkeypatch.setenv(cache.URL_ENV, weights_helpers.closed_port_url())  # no test reaches the internet
+    with pytest.raises(cache.WeightsDownloadError) as err:
         GoogLeNet("bn", weights="imagenet-torchvision")
     message = str(err.value)
-    assert "https://download.pytorch.org/models/googlenet-1378be20.pth" in message
+    assert os.environ[cache.URL_ENV] + "googlenet-1378be20.pth" in message
     assert "1378be20" in message and "sha256" in message
     assert "python -m kgooglenet.convert torchvision --checkpoint googlenet-1378be20.pth --install" in message
     with pytest.raises(ValueError, match="googlenet-random.pth' has sha256 .* starting with 1378be20"):

@@ -1,80 +1,58 @@
-"""Where weights files are found: a path, or a named ImageNet set ("imagenet-caffe", "imagenet-torchvision") in the
-cache folder `$KERAS_HOME/kgooglenet/` (KERAS_HOME defaults to ~/.keras), plus the JSON sidecar that every converted
-file carries (source, sha256 of the original file, variant, preprocessing, class index, date).
+"""Where the weights of `GoogLeNet(weights=...)` come from: a path, or a named ImageNet set ("imagenet" = the variant's
+own, "imagenet-caffe", "imagenet-torchvision") in the cache folder `$KERAS_HOME/kgooglenet/`.
 
-Nothing here downloads: a named set that is not installed raises an error that says which original file to download
-from where, what its checksum is, and the one `python -m kgooglenet.convert ... --install` command that converts and
-installs it.
+A named set that is not in the cache yet is fetched the keras.applications way on first use: the original file is
+downloaded from its canonical address with `keras.utils.get_file` (Keras' progress bar, kept in the cache folder),
+checked against its published checksum, converted once, and installed with its sidecar. Later calls read the
+converted file and touch no network. A failed, truncated or wrong-checksum download is deleted, never converted, and
+the error names the address, the expected checksum and where a file fetched by hand goes.
+
+Machines without internet access name a mirror: the `origin` argument of `fetch` / `resolve_weights`, or the
+environment variable `KGOOGLENET_WEIGHTS_URL`: a base address (http(s)://, file://) or a local folder to which the
+original file name is appended, or the address of the file itself.
 
 Example:
 >>> resolve_weights(None, "bn") is None
 True
->>> sidecar_path("W.weights.h5")
-'W.weights.json'
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import hashlib
-import json
 import os
-import shutil
+import pathlib
+import urllib.parse
 
-from kgooglenet import specs
+import keras
 
-SIDECAR_FORMAT = 1  # version of the sidecar's JSON layout
-WEIGHTS_SUFFIX = ".weights.h5"
-SIDECAR_SUFFIX = ".weights.json"
+from kgooglenet.weights import caffe, torchvision
+from kgooglenet.weights.named import (  # noqa: F401  (re-exported: the cache's names are read through this module)
+    NAMED_WEIGHTS,
+    SIDECAR_SUFFIX,
+    WEIGHTS_SUFFIX,
+    NamedWeights,
+    cache_dir,
+    expected_checksum,
+    file_digest,
+    imagenet_name,
+    install,
+    named_weights_path,
+    original_path,
+    partial_path,
+    read_sidecar,
+    sidecar_path,
+    sidecar_preprocessing,
+    verify_original,
+    write_sidecar,
+)
+
+URL_ENV = "KGOOGLENET_WEIGHTS_URL"  # a mirror: base address or folder of the original files, or one file's address
+IMAGENET = "imagenet"  # keras.applications' name: the variant's own ImageNet set
+_CONVERTERS = {"caffe": caffe.convert_caffe, "torchvision": torchvision.convert_torchvision}
 
 
-@dataclasses.dataclass(frozen=True)
-class NamedWeights:
-    """A named ImageNet weight set: what to download, from where, and how it is checked."""
-
-    name: str  # value of GoogLeNet(weights=...)
-    variant: str  # the GoogLeNet variant the weights are for
-    source: str  # converter: "caffe" or "torchvision"
-    filename: str  # installed file name in the cache folder
-    original: str  # file name of the original download
-    url: str  # where the user downloads it (by hand: nothing here downloads)
-    sha1: str | None  # full sha1 of the original file, when its publisher documents one
-    sha256_prefix: str | None  # leading hex digits of its sha256, when that is all that is published
-    command: str  # the one command that converts and installs it
-    notes: str  # what the user should know about these weights
-
-
-NAMED_WEIGHTS: dict[str, NamedWeights] = {
-    "imagenet-caffe": NamedWeights(
-        name="imagenet-caffe",
-        variant="paper",
-        source="caffe",
-        filename="googlenet_caffe.weights.h5",
-        original="bvlc_googlenet.caffemodel",
-        url="http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel",
-        # BVLC/caffe models/bvlc_googlenet/readme.md publishes the sha1 only; no sha256 is documented anywhere we know.
-        sha1="405fc5acd08a3bb12de8ee5e23a96bec22f08204",
-        sha256_prefix=None,
-        command="python -m kgooglenet.convert caffe --caffemodel bvlc_googlenet.caffemodel --install",
-        notes="BVLC GoogLeNet (about 53 MB), trained aux heads included; reported 68.7% top-1 / 88.9% top-5 on the "
-        "ImageNet validation set (center crop). BGR, mean 104/117/123 (applied inside the model).",
-    ),
-    "imagenet-torchvision": NamedWeights(
-        name="imagenet-torchvision",
-        variant="bn",
-        source="torchvision",
-        filename="googlenet_torchvision.weights.h5",
-        original="googlenet-1378be20.pth",
-        url="https://download.pytorch.org/models/googlenet-1378be20.pth",
-        sha1=None,
-        # torch.hub names files "<name>-<first 8+ hex digits of sha256>.pth"; torchvision publishes no full hash.
-        sha256_prefix="1378be20",
-        command="python -m kgooglenet.convert torchvision --checkpoint googlenet-1378be20.pth --install",
-        notes="torchvision GoogLeNet_Weights.IMAGENET1K_V1 (about 50 MB), 69.778% top-1 / 89.530% top-5 per "
-        "torchvision; its aux heads are NOT trained (torchvision says so). x/127.5 - 1 applied inside the model.",
-    ),
-}
+class WeightsDownloadError(OSError):
+    """A named weight set could not be downloaded or its download failed the checksum (nothing is left behind)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,96 +62,99 @@ class ResolvedWeights:
     metadata: dict | None = None  # the whole sidecar, or None when the file has none
 
 
-def cache_dir() -> str:
-    """`$KERAS_HOME/kgooglenet` (KERAS_HOME defaults to ~/.keras, as in Keras), read at call time."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, "kgooglenet")
-
-
-def named_weights_path(name: str) -> str:
-    """Where the named set `name` is installed (whether or not it is)."""
-    return os.path.join(cache_dir(), NAMED_WEIGHTS[name].filename)
-
-
-def sidecar_path(weights_path) -> str:
-    """The JSON sidecar next to a weights file: W.weights.h5 -> W.weights.json."""
-    path = os.fspath(weights_path)
-    if path.endswith(WEIGHTS_SUFFIX):
-        return path[: -len(WEIGHTS_SUFFIX)] + SIDECAR_SUFFIX
-    return os.path.splitext(path)[0] + ".json"
-
-
-def file_digest(path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_sidecar(weights_path, metadata: dict) -> str:
-    """Writes `metadata` (plus the format version, the date and the weights file's own sha256) next to the weights."""
-    record = {
-        "format": SIDECAR_FORMAT,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **metadata,
-        "weights_file": os.path.basename(os.fspath(weights_path)),
-        "weights_sha256": file_digest(weights_path),
-    }
-    path = sidecar_path(weights_path)
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    return path
-
-
-def read_sidecar(weights_path) -> dict | None:
-    """The sidecar of a weights file, or None when there is none. Raises ValueError for an unreadable sidecar."""
-    path = sidecar_path(weights_path)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"weights sidecar {path!r} is not valid JSON: {err}") from err
-    if not isinstance(record, dict) or "preprocessing" not in record:
-        raise ValueError(f"weights sidecar {path!r} has no 'preprocessing' entry: not a kgooglenet sidecar")
-    return record
-
-
-def sidecar_preprocessing(record: dict):
-    """The `specs.Preprocessing` recorded in a sidecar (None when it records None)."""
-    value = record.get("preprocessing")
-    if value is None:
-        return None
-    return specs.Preprocessing(mean=tuple(value["mean"]), std=tuple(value["std"]), bgr=bool(value["bgr"]))
-
-
-def missing_named_weights_message(name: str) -> str:
+def origin_url(name: str, origin=None) -> str:
+    """The address the original file of `name` is fetched from: `origin`, else $KGOOGLENET_WEIGHTS_URL, else the
+    canonical one. A folder or base address gets the original file name appended; local paths become file:// URLs."""
     entry = NAMED_WEIGHTS[name]
-    if entry.sha1:
-        checksum = f"sha1 {entry.sha1} (the publisher documents no sha256)"
-    else:
-        checksum = (
-            f"sha256 starting with {entry.sha256_prefix} (the hash prefix in its file name; the full sha256 is "
-            f"not published)"
-        )
-    return (
-        f"`weights`={name!r}: {named_weights_path(name)} is not installed, and nothing is downloaded "
-        f"automatically. Download {entry.original} yourself from {entry.url} ({checksum}), then convert and "
-        f"install it with:\n    {entry.command}\n(the converter checks the checksum; KERAS_HOME sets the cache "
-        f"folder, now {cache_dir()!r}). {entry.notes}"
+    origin = origin if origin is not None else os.environ.get(URL_ENV) or entry.url
+    origin = os.fspath(origin)
+    scheme = urllib.parse.urlparse(origin).scheme
+    if scheme not in ("http", "https", "ftp", "file"):  # a local path
+        path = pathlib.Path(origin).expanduser().absolute()
+        return (path if path.is_file() else path / entry.original).as_uri()
+    if origin.rstrip("/").rsplit("/", 1)[-1] == entry.original:
+        return origin
+    return origin.rstrip("/") + "/" + entry.original
+
+
+def _download_error(name: str, url: str, problem: str) -> WeightsDownloadError:
+    entry = NAMED_WEIGHTS[name]
+    return WeightsDownloadError(
+        f"`weights`={name!r}: {problem}. Expected {entry.original} from {url} with {expected_checksum(name)}; "
+        f"nothing was kept. Retry, name a mirror (the `origin` argument, or ${URL_ENV}: a base address or a "
+        f"folder holding {entry.original}), or download the file by hand and put it at {original_path(name)} (it "
+        f"is checked and converted on the next call; or convert it with `{entry.command}`)."
     )
 
 
-def resolve_weights(weights, variant: str) -> ResolvedWeights | None:
+def _remove(path: str) -> None:
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def fetch_original(name: str, origin=None) -> str:
+    """The original file of the named set `name`, checked against its published checksum: the one in the cache
+    folder, else downloaded there with `keras.utils.get_file`. Raises WeightsDownloadError (and deletes the file)
+    on any failure or a checksum mismatch."""
+    target = original_path(name)
+    url = origin_url(name, origin)
+    if not os.path.isfile(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            # get_file only knows md5/sha256 and full hashes; the published checksums (a sha1, a sha256 prefix) are
+            # checked below.
+            keras.utils.get_file(
+                fname=NAMED_WEIGHTS[name].original,
+                origin=url,
+                cache_dir=os.path.dirname(cache_dir()),
+                cache_subdir=os.path.basename(cache_dir()),
+            )
+        except (Exception, KeyboardInterrupt) as err:
+            _remove(target)
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            raise _download_error(name, url, f"the download failed ({type(err).__name__}: {err})") from err
+    try:
+        verify_original(target, name)
+    except ValueError as err:
+        size = os.path.getsize(target)
+        _remove(target)
+        raise _download_error(name, url, f"the file fetched ({size} bytes) failed its checksum: {err}") from None
+    return target
+
+
+def fetch(name: str, origin=None) -> str:
+    """Downloads (or finds), checks, converts and installs the named set `name` unless it is installed; returns the
+    path of its `.weights.h5`. `name` may be "imagenet-caffe" or "imagenet-torchvision"."""
+    if name not in NAMED_WEIGHTS:
+        raise ValueError(f"`name` must be one of {sorted(NAMED_WEIGHTS)}, received name={name!r}")
+    path = named_weights_path(name)
+    if os.path.isfile(path):
+        return path
+    original = fetch_original(name, origin)
+    try:
+        _CONVERTERS[NAMED_WEIGHTS[name].source](original, install=True)
+    finally:  # an interrupted or failed conversion leaves no partial file (install renames it when done)
+        for leftover in (partial_path(name), sidecar_path(partial_path(name))):
+            _remove(leftover)
+    return path
+
+
+def named_set(weights, variant: str) -> str | None:
+    """The named set `weights` stands for ("imagenet" -> the variant's own), or None when it names none."""
+    if isinstance(weights, str) and weights == IMAGENET:
+        return imagenet_name(variant)
+    return weights if isinstance(weights, str) and weights in NAMED_WEIGHTS else None
+
+
+def resolve_weights(weights, variant: str, origin=None) -> ResolvedWeights | None:
     """The weights file for `GoogLeNet(weights=...)`, checked to exist; None for `weights=None`.
 
     Args:
-        weights: None, a named set ("imagenet-caffe", "imagenet-torchvision") or the path of a `.weights.h5` file.
+        weights: None, "imagenet" (the variant's own set), a named set ("imagenet-caffe", "imagenet-torchvision"),
+            downloaded and converted on first use, or the path of a `.weights.h5` file.
         variant: the GoogLeNet variant being built; must be the one the weights were converted for.
+        origin: where to download a named set from when it is not in the cache (see `origin_url`).
 
     Returns:
         ResolvedWeights(path, preprocessing, metadata): `preprocessing` is the one bound to the weights by their
@@ -181,27 +162,26 @@ def resolve_weights(weights, variant: str) -> ResolvedWeights | None:
     """
     if weights is None:
         return None
-    if isinstance(weights, str) and weights in NAMED_WEIGHTS:
+    if named_set(weights, variant) is not None:
+        weights = named_set(weights, variant)
         entry = NAMED_WEIGHTS[weights]
         if variant != entry.variant:
             raise ValueError(
                 f"`weights`={weights!r} are for variant {entry.variant!r}, received variant={variant!r}. "
                 f"Use GoogLeNet(variant={entry.variant!r}, weights={weights!r})."
             )
-        path = named_weights_path(weights)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(missing_named_weights_message(weights))
+        path = fetch(weights, origin)
     else:
         if not isinstance(weights, (str, os.PathLike)):
             raise ValueError(
-                f"`weights` must be None, one of {sorted(NAMED_WEIGHTS)} or the path of a .weights.h5 file, "
-                f"received weights={weights!r}"
+                f"`weights` must be None, {IMAGENET!r}, one of {sorted(NAMED_WEIGHTS)} or the path of a .weights.h5 "
+                f"file, received weights={weights!r}"
             )
         path = os.fspath(weights)
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"`weights`: no file at {path!r}. Pass None (random initialization), one of {sorted(NAMED_WEIGHTS)} "
-                f"or the path of a .weights.h5 file."
+                f"`weights`: no file at {path!r}. Pass None (random initialization), {IMAGENET!r}, one of "
+                f"{sorted(NAMED_WEIGHTS)} or the path of a .weights.h5 file."
             )
         if not path.endswith((WEIGHTS_SUFFIX, ".keras")):
             raise ValueError(
@@ -219,58 +199,21 @@ def resolve_weights(weights, variant: str) -> ResolvedWeights | None:
     return ResolvedWeights(path, sidecar_preprocessing(record), record)
 
 
-def verify_original(path, name: str) -> str:
-    """Checks a downloaded original file against the published checksum of the named set `name`.
-
-    Returns a short description of the check; raises ValueError naming the file and both checksums on a mismatch.
-    """
-    entry = NAMED_WEIGHTS[name]
-    path = os.fspath(path)
-    if entry.sha1:
-        got = file_digest(path, "sha1")
-        if got != entry.sha1:
-            raise ValueError(
-                f"{path!r} has sha1 {got}, but the published {entry.original} has sha1 {entry.sha1}: not the file "
-                f"from {entry.url} (or a damaged download). Pass allow_unverified=True (--allow-unverified) to "
-                f"install it anyway."
-            )
-        return f"sha1 {got} matches"
-    got = file_digest(path, "sha256")
-    if not got.startswith(entry.sha256_prefix):
-        raise ValueError(
-            f"{path!r} has sha256 {got}, but the published {entry.original} has a sha256 starting with "
-            f"{entry.sha256_prefix}: not the file from {entry.url} (or a damaged download). Pass "
-            f"allow_unverified=True (--allow-unverified) to install it anyway."
-        )
-    return f"sha256 {got} starts with {entry.sha256_prefix}"
-
-
-def install(weights_path, name: str) -> str:
-    """Copies a converted weights file and its sidecar into the cache as the named set `name`; returns the path."""
-    if name not in NAMED_WEIGHTS:
-        raise ValueError(f"`name` must be one of {sorted(NAMED_WEIGHTS)}, received name={name!r}")
-    target = named_weights_path(name)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    source = os.fspath(weights_path)
-    if os.path.abspath(source) != os.path.abspath(target):
-        shutil.copyfile(source, target)
-    record = read_sidecar(source)
-    if record is not None:
-        record = {**record, "weights_file": os.path.basename(target), "installed_as": name}
-        with open(sidecar_path(target), "w") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
-    return target
-
-
 __all__ = [
+    "IMAGENET",
     "NAMED_WEIGHTS",
     "NamedWeights",
     "ResolvedWeights",
+    "URL_ENV",
+    "WeightsDownloadError",
     "cache_dir",
+    "fetch",
+    "fetch_original",
     "file_digest",
     "install",
     "named_weights_path",
+    "named_set",
+    "origin_url",
     "read_sidecar",
     "resolve_weights",
     "sidecar_path",

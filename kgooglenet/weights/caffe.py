@@ -22,13 +22,13 @@ import numpy as np
 from google.protobuf import message as protobuf_message
 from google.protobuf import text_format
 
+from kgooglenet import specs
+from kgooglenet.architecture import build_googlenet
 from kgooglenet.weights import caffe_proto, conversion, layer_map
 
 VARIANT = "paper"
 PREPROCESSING = "caffe"
 INSTALL_NAME = "imagenet-caffe"
-# The LRN of bvlc_googlenet (deploy.prototxt lrn_param; k is Caffe's default), hard-coded in the Keras model.
-LRN_PARAMS = {"local_size": 5, "alpha": 1e-4, "beta": 0.75, "k": 1.0}
 DEFAULT_INPUT = (3, 224, 224)  # C, H, W assumed for a net input without a declared shape (Data layers)
 
 
@@ -349,15 +349,16 @@ def check_architecture(prototxt_net, model, prototxt_path: str) -> None:
         if layer.type == "LRN":
             p = layer.proto.lrn_param
             got = {"local_size": int(p.local_size), "alpha": p.alpha, "beta": p.beta, "k": p.k}
-            if any(not math.isclose(got[k], v, rel_tol=1e-6) for k, v in LRN_PARAMS.items()):
-                fail(layer.name, "LRN parameters", got, LRN_PARAMS)
+            expected = dataclasses.asdict(specs.LRN)
+            if any(not math.isclose(got[k], v, rel_tol=1e-6) for k, v in expected.items()):
+                fail(layer.name, "LRN parameters", got, expected)
 
 
 # -------------------------------------------------------------------------------------------------------- conversion
 
 
 def _aux_present(layers: dict) -> bool:
-    names = [m.caffe for m in layer_map.WEIGHT_TABLE if m.head != "main"]
+    names = [m.caffe for m in layer_map.WEIGHT_TABLE if m.head != specs.MAIN_HEAD]
     return all(name in layers for name in names)
 
 
@@ -430,8 +431,6 @@ def convert_caffe(
     Example:
     >>> convert_caffe("bvlc_googlenet.caffemodel", "googlenet_caffe.weights.h5")  # doctest: +SKIP
     """
-    from kgooglenet.model import GoogLeNet
-
     caffemodel, out, verified = conversion.start(
         caffemodel, "caffemodel", out, install, allow_unverified, INSTALL_NAME, aux_heads
     )
@@ -444,7 +443,7 @@ def convert_caffe(
         check_prototxt(prototxt_net, layers, caffemodel, prototxt)
     aux = conversion.resolve_aux(aux_heads, _aux_present(layers), "caffemodel", caffemodel, "loss1/*, loss2/*")
     num_classes = _num_classes(layers, caffemodel)
-    model = GoogLeNet(VARIANT, num_classes=num_classes, aux_heads=aux, preprocessing=PREPROCESSING)
+    model = build_googlenet(VARIANT, num_classes=num_classes, aux_heads=aux, preprocessing=PREPROCESSING)
     if prototxt_net is not None:
         check_architecture(prototxt_net, model, prototxt)
     used = load_into(model, layers, caffemodel)
@@ -468,10 +467,7 @@ def convert_caffe(
     )
 
 
-# -------------------------------------------------------------------------------------- building nets and test files
-
-
-_V1_TYPES = {v: k for k, v in caffe_proto.V1_TYPE_NAMES.items()}
+# ------------------------------------------------------------------------------------------------- building nets
 
 
 def aux_deploy_net(deploy_net, train_val_net):
@@ -491,62 +487,6 @@ def aux_deploy_net(deploy_net, train_val_net):
     return net
 
 
-def random_blobs(net, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Random parameters for every weight layer of a net definition: He-normal weights (activations keep their
-    scale through the ReLUs, so logits neither vanish nor explode) and small random biases."""
-    rng = np.random.default_rng(seed)
-    blobs = {}
-    for name, shapes in blob_shapes(net).items():
-        weight_shape = shapes[0]
-        fan_in = int(np.prod(weight_shape[1:]))
-        arrays = [rng.normal(0.0, math.sqrt(2.0 / fan_in), weight_shape).astype(np.float32)]
-        for shape in shapes[1:]:
-            arrays.append(rng.uniform(-0.5, 0.5, shape).astype(np.float32))
-        blobs[name] = arrays
-    return blobs
-
-
-def write_caffemodel(net, blobs: dict, path, legacy: bool = False) -> str:
-    """Writes a binary caffemodel: the layers of `net` (a NetParameter) with `blobs` ({layer: [arrays]}).
-
-    Args:
-        legacy: write the legacy V1 format (`layers` with enum types, blobs with num/channels/height/width, the
-            input as `input`/`input_dim`) instead of the current one (`layer`, blobs with `shape`).
-    """
-    model = caffe_proto.NetParameter(name=net.name)
-    for layer in net_layers(net, "net"):
-        arrays = blobs.get(layer.name, [])
-        if legacy:
-            if layer.type == "Input":
-                dims = layer.proto.input_param.shape[0].dim if len(layer.proto.input_param.shape) else ()
-                model.input.append(layer.top[0])
-                model.input_dim.extend([int(d) for d in dims] or [1, *DEFAULT_INPUT])
-                continue
-            if layer.type not in _V1_TYPES:
-                raise ValueError(f"layer {layer.name!r}: type {layer.type!r} has no V1 enum type")
-            new = model.layers.add(name=layer.name, bottom=layer.bottom, top=layer.top)
-            new.type = caffe_proto.V1LayerParameter.LayerType.Value(_V1_TYPES[layer.type])
-            for field in ("convolution_param", "pooling_param", "lrn_param", "inner_product_param", "dropout_param"):
-                if layer.proto.HasField(field):
-                    getattr(new, field).CopyFrom(getattr(layer.proto, field))
-        else:
-            new = model.layer.add()
-            new.CopyFrom(layer.proto)
-            new.ClearField("blobs")
-        for array in arrays:
-            blob = new.blobs.add()
-            if legacy:
-                dims = (1,) * (4 - array.ndim) + tuple(array.shape)
-                blob.num, blob.channels, blob.height, blob.width = dims
-            else:
-                blob.shape.dim.extend(array.shape)
-            set_blob_data(blob, array)
-    path = os.fspath(path)
-    with open(path, "wb") as f:
-        f.write(model.SerializeToString())
-    return path
-
-
 __all__ = [
     "CaffeLayer",
     "aux_deploy_net",
@@ -557,8 +497,6 @@ __all__ = [
     "convert_caffe",
     "load_into",
     "net_layers",
-    "random_blobs",
     "read_caffemodel",
     "read_prototxt",
-    "write_caffemodel",
 ]

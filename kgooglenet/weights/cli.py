@@ -112,7 +112,7 @@ def _parity(args) -> int:
     if aux and variant == "paper":
         from kgooglenet import specs
 
-        aux = specs.aux_pooled_size(variant, *size) == (4, 4)  # the aux FC weights flatten a 4x4 map
+        aux = specs.aux_pooled_size(variant, *size) == specs.AUX_POOLED_SIZE  # what the aux FC weights flatten
     if args.reference == "caffe":
         prototxt = args.prototxt
         with tempfile.TemporaryDirectory() as tmp:

@@ -4,10 +4,20 @@ installing the result as a named set in the cache."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 
-from kgooglenet import __version__
-from kgooglenet.weights import cache, imagenet
+from kgooglenet import specs
+from kgooglenet.weights import imagenet
+from kgooglenet.weights import named
+
+
+def package_version() -> str:
+    """kgooglenet's version from its installed package metadata (recorded in every sidecar)."""
+    try:
+        return importlib.metadata.version("kgooglenet")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +53,11 @@ def output_path(out, install_name: str | None) -> str:
     if out is None:
         if install_name is None:
             raise ValueError("`out`: give the path of the .weights.h5 file to write, or install=True")
-        return cache.named_weights_path(install_name)
+        os.makedirs(named.cache_dir(), exist_ok=True)
+        return named.partial_path(install_name)  # renamed into place by `named.install` once complete
     path = os.fspath(out)
-    if not path.endswith(cache.WEIGHTS_SUFFIX):
-        raise ValueError(f"`out` must end in {cache.WEIGHTS_SUFFIX!r} (Keras weights format), received out={path!r}")
+    if not path.endswith(named.WEIGHTS_SUFFIX):
+        raise ValueError(f"`out` must end in {named.WEIGHTS_SUFFIX!r} (Keras weights format), received out={path!r}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"`out`: the folder {folder!r} of {path!r} does not exist")
@@ -72,7 +83,7 @@ def start(source, what: str, out, install: bool, allow_unverified: bool, install
         raise ValueError(f"`aux_heads` must be 'auto', True or False, received aux_heads={aux_heads!r}")
     source = check_input_file(source, what)
     out = output_path(out, install_name if install else None)
-    verified = cache.verify_original(source, install_name) if install and not allow_unverified else None
+    verified = named.verify_original(source, install_name) if install and not allow_unverified else None
     return source, out, verified
 
 
@@ -97,14 +108,12 @@ def save_converted(
     extra: dict | None = None,
 ) -> ConversionResult:
     """Saves `model`'s weights to `out` with a sidecar, and installs them as `install_name` when given."""
-    from kgooglenet import specs
-
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     model.save_weights(out)
     metadata = {
         "source": source,
         "source_file": os.path.basename(input_path),
-        "source_sha256": cache.file_digest(input_path, "sha256"),
+        "source_sha256": named.file_digest(input_path, "sha256"),
         "variant": variant,
         "preprocessing_name": preprocessing,
         "preprocessing": specs.PREPROCESSING[preprocessing].to_config(),
@@ -112,18 +121,18 @@ def save_converted(
         "aux_heads": aux_heads,
         "class_index": imagenet.CLASS_INDEX_FILE if num_classes == imagenet.NUM_CLASSES else None,
         "class_index_sha256": (
-            cache.file_digest(imagenet.class_index_path()) if num_classes == imagenet.NUM_CLASSES else None
+            named.file_digest(imagenet.class_index_path()) if num_classes == imagenet.NUM_CLASSES else None
         ),
-        "converter": f"kgooglenet {__version__}",
+        "converter": f"kgooglenet {package_version()}",
         **(extra or {}),
     }
-    sidecar = cache.write_sidecar(out, metadata)
+    sidecar = named.write_sidecar(out, metadata)
     installed = None
     if install_name is not None:
-        target = cache.install(out, install_name)
+        target = named.install(out, install_name)
         installed = install_name
-        out, sidecar = target, cache.sidecar_path(target)
-    return ConversionResult(out, sidecar, cache.read_sidecar(out), installed)
+        out, sidecar = target, named.sidecar_path(target)
+    return ConversionResult(out, sidecar, named.read_sidecar(out), installed)
 
 
 __all__ = ["ConversionResult", "check_input_file", "output_path", "save_converted"]

@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from kgooglenet import specs
+
 CLASS_INDEX_FILE = "imagenet1k_class_index.tsv"
 NUM_CLASSES = 1000
 
@@ -85,9 +87,9 @@ def decode_predictions(preds, top: int = 5) -> list[list[tuple[str, str, float]]
         One list per image of (wnid, name, score) tuples, best first.
     """
     if isinstance(preds, dict):
-        if "main" not in preds:
-            raise ValueError(f"`preds`: a dict must have a 'main' entry, received keys {sorted(preds)}")
-        preds = preds["main"]
+        if specs.MAIN_HEAD not in preds:
+            raise ValueError(f"`preds`: a dict must have a {specs.MAIN_HEAD!r} entry, received keys {sorted(preds)}")
+        preds = preds[specs.MAIN_HEAD]
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[1] != NUM_CLASSES:
         raise ValueError(

@@ -29,7 +29,7 @@ class WeightMatch:
     kind: str  # "conv" (a ConvBlock) or "dense" (a Dense layer)
     caffe: str | None  # Caffe layer name (blobs: weight, bias); None when Caffe has no counterpart
     torch: str | None  # torchvision state-dict prefix (".conv.weight", ".bn.*" for conv blocks; ".weight", ".bias")
-    head: str = "main"  # "main", "aux1" or "aux2": aux entries exist only in models built with aux_heads=True
+    head: str = specs.MAIN_HEAD  # one of specs.HEADS: aux entries exist only in models built with aux_heads=True
     flatten_from: tuple[int, int, int] | None = None  # (C, H, W) that the reference flattened before this Dense
 
 
@@ -40,7 +40,7 @@ class ActivationMatch:
     keras: str  # Keras layer name (its output)
     caffe: str | None  # Caffe layer whose output (top blob) equals it
     torch: str | None  # torchvision module whose output equals it
-    head: str = "main"
+    head: str = specs.MAIN_HEAD
 
 
 _BRANCHES = (  # Inception attribute, Caffe suffix, torchvision suffix
@@ -51,7 +51,8 @@ _BRANCHES = (  # Inception attribute, Caffe suffix, torchvision suffix
     ("b3", "5x5", "branch3.1"),
     ("b4", "pool_proj", "branch4.1"),
 )
-_CAFFE_AUX = {"aux1": "loss1", "aux2": "loss2"}
+_CAFFE_AUX = dict(zip(specs.AUX_ON, ("loss1", "loss2")))  # Caffe's aux heads, in specs.AUX_ON order
+_MAIN_CLASSIFIER = specs.CLASSIFIER_LAYERS[specs.MAIN_HEAD]
 
 
 def _weight_table() -> tuple[WeightMatch, ...]:
@@ -70,13 +71,14 @@ def _weight_table() -> tuple[WeightMatch, ...]:
                     f"inception{row.name}.{torch_suffix}",
                 )
             )
-    rows.append(WeightMatch(("classifier",), "dense", "loss3/classifier", "fc"))
+    rows.append(WeightMatch((_MAIN_CLASSIFIER,), "dense", "loss3/classifier", "fc"))
     for head, caffe_prefix in _CAFFE_AUX.items():
-        flat = (specs.VARIANTS["paper"].aux_conv, 4, 4)  # 128 x 4 x 4 at 224 (and always 4x4 in torchvision)
+        flat = (specs.VARIANTS["paper"].aux_conv, *specs.AUX_POOLED_SIZE)  # 128 x 4 x 4
+        layer = specs.CLASSIFIER_LAYERS[head]
         rows += [
-            WeightMatch((f"{head}_head", "conv"), "conv", f"{caffe_prefix}/conv", f"{head}.conv", head),
-            WeightMatch((f"{head}_head", "fc"), "dense", f"{caffe_prefix}/fc", f"{head}.fc1", head, flat),
-            WeightMatch((f"{head}_head", "classifier"), "dense", f"{caffe_prefix}/classifier", f"{head}.fc2", head),
+            WeightMatch((layer, "conv"), "conv", f"{caffe_prefix}/conv", f"{head}.conv", head),
+            WeightMatch((layer, "fc"), "dense", f"{caffe_prefix}/fc", f"{head}.fc1", head, flat),
+            WeightMatch((layer, "classifier"), "dense", f"{caffe_prefix}/classifier", f"{head}.fc2", head),
         ]
     return tuple(rows)
 
@@ -98,9 +100,11 @@ def _activation_table() -> tuple[ActivationMatch, ...]:
         rows.append(ActivationMatch(f"inception_{row.name}", f"inception_{row.name}/output", f"inception{row.name}"))
     rows += [
         ActivationMatch("avg_pool", "pool5/7x7_s1", "avgpool"),
-        ActivationMatch("classifier", "loss3/classifier", "fc"),
-        ActivationMatch("aux1_head", "loss1/classifier", "aux1", "aux1"),
-        ActivationMatch("aux2_head", "loss2/classifier", "aux2", "aux2"),
+        ActivationMatch(_MAIN_CLASSIFIER, "loss3/classifier", "fc"),
+    ]
+    rows += [
+        ActivationMatch(specs.CLASSIFIER_LAYERS[head], f"{prefix}/classifier", head, head)
+        for head, prefix in _CAFFE_AUX.items()
     ]
     return tuple(rows)
 

@@ -27,6 +27,7 @@ import tempfile
 
 import numpy as np
 
+from kgooglenet import specs
 from kgooglenet.weights import layer_map
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's normalization of [0, 1] RGB
@@ -253,7 +254,7 @@ class ParityReport:
         return "\n".join(lines)
 
 
-_CLASSIFIERS = ("classifier", "aux1_head", "aux2_head")
+_CLASSIFIERS = tuple(specs.CLASSIFIER_LAYERS.values())
 
 
 def parity_report(keras_model, reference, images, layers=None, verbose: bool = True) -> ParityReport:

@@ -1,8 +1,8 @@
 """Converts torchvision GoogLeNet weights (`googlenet-1378be20.pth`, or any state dict of
 `torchvision.models.googlenet`) to the Keras "bn" variant.
 
-The checkpoint is loaded with `torch.load(..., weights_only=True)`: it is data, never code to unpickle. Only torch is
-needed (not torchvision). Aux heads (aux1.*, aux2.*) are converted when the state dict has them (torchvision's
+The checkpoint is read without torch by `torch_reader`, which, like `torch.load(..., weights_only=True)`, unpickles
+only what a state dict needs: it is data, never code to run. Neither torch nor torchvision is needed. Aux heads (aux1.*, aux2.*) are converted when the state dict has them (torchvision's
 ImageNet file has them, but torchvision documents that they are not trained). torchvision's `transform_input=True`
 (the setting of its ImageNet weights) becomes the model's "torchvision" preprocessing (x / 127.5 - 1 on RGB pixels);
 a model trained with transform_input=False takes "imagenet" mean/std normalization instead.
@@ -18,7 +18,9 @@ import zipfile
 
 import numpy as np
 
-from kgooglenet.weights import conversion, layer_map
+from kgooglenet import specs
+from kgooglenet.architecture import build_googlenet
+from kgooglenet.weights import conversion, layer_map, torch_reader
 
 VARIANT = "bn"
 INSTALL_NAME = "imagenet-torchvision"
@@ -46,7 +48,8 @@ def _describe_non_checkpoint(path: str) -> str | None:
 
 
 def load_state_dict(path) -> dict[str, np.ndarray]:
-    """The tensors of a PyTorch checkpoint as float32/int numpy arrays, loaded with `weights_only=True`.
+    """The tensors of a PyTorch checkpoint as numpy arrays, read without torch by `torch_reader` (which, like
+    `torch.load(weights_only=True)`, unpickles nothing but what a state dict needs).
 
     Accepts a plain state dict, or a dict wrapping one under "state_dict" or "model" (training checkpoints); strips
     a "module." prefix (DataParallel).
@@ -63,28 +66,7 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
             raise ValueError(f"checkpoint: {path!r} is a damaged zip archive ({err}): a truncated download?") from err
         if bad is not None:
             raise ValueError(f"checkpoint: {path!r} is damaged: member {bad!r} fails its CRC check")
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(
-            "Converting torchvision weights needs PyTorch: pip install 'kgooglenet[torch]' (torch only; torchvision "
-            "is not needed)"
-        ) from err
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError... depending on the damage
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        message = next((line for line in lines if "Unsupported global" in line), lines[0] if lines else repr(err))
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise ValueError(
-                f"checkpoint: {path!r} contains pickled Python objects, not only tensors ({message}); it is not "
-                f"loaded, since unpickling runs code. Save `model.state_dict()` instead of the model."
-            ) from err
-        message = message.split(". ")[0]
-        raise ValueError(
-            f"checkpoint: {path!r} could not be read as a PyTorch checkpoint ({type(err).__name__}: {message}): "
-            f"a truncated download, or not a .pth file"
-        ) from err
+    obj = torch_reader.load(path)  # UnsafeCheckpointError (a ValueError) names any global it refuses
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in obj and isinstance(obj[key], dict):
@@ -94,17 +76,17 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
         raise ValueError(f"checkpoint: {path!r} holds a {type(obj).__name__}, not a state dict (name -> tensor)")
     arrays = {}
     for key, value in obj.items():
-        if not isinstance(value, torch.Tensor):
+        if not isinstance(value, np.ndarray):
             continue
         name = key[len("module.") :] if key.startswith("module.") else key
-        arrays[name] = value.detach().cpu().numpy()
+        arrays[name] = value
     return arrays
 
 
 def _expected_keys(with_aux: bool) -> list[str]:
     keys = []
     for match in layer_map.WEIGHT_TABLE:
-        if match.head != "main" and not with_aux:
+        if match.head != specs.MAIN_HEAD and not with_aux:
             continue
         if match.kind == "conv":
             keys.append(f"{match.torch}.conv.weight")
@@ -129,7 +111,7 @@ def check_state_dict(state: dict, path: str) -> bool:
             f"{len(_expected_keys(False))} tensors GoogLeNet needs are missing, e.g. {missing[:3]}; the file has "
             f"{len(state)} tensors, e.g. {found}"
         )
-    aux_keys = [k for k in _expected_keys(True) if k.startswith(("aux1.", "aux2."))]
+    aux_keys = [k for k in _expected_keys(True) if k.startswith(tuple(f"{head}." for head in specs.AUX_ON))]
     present = [k for k in aux_keys if k in state]
     if present and len(present) != len(aux_keys):
         raise ValueError(
@@ -186,8 +168,6 @@ def convert_torchvision(
     Example:
     >>> convert_torchvision("googlenet-1378be20.pth", "googlenet_tv.weights.h5")  # doctest: +SKIP
     """
-    from kgooglenet.model import GoogLeNet
-
     checkpoint, out, verified = conversion.start(
         checkpoint, "checkpoint", out, install, allow_unverified, INSTALL_NAME, aux_heads
     )
@@ -196,7 +176,7 @@ def convert_torchvision(
     aux = conversion.resolve_aux(aux_heads, has_aux, "checkpoint", checkpoint, "aux1.*, aux2.*")
     num_classes = int(state["fc.weight"].shape[0])
     preprocessing = "torchvision" if transform_input else "imagenet"
-    model = GoogLeNet(VARIANT, num_classes=num_classes, aux_heads=aux, preprocessing=preprocessing)
+    model = build_googlenet(VARIANT, num_classes=num_classes, aux_heads=aux, preprocessing=preprocessing)
     load_into(model, state, checkpoint)
     return conversion.save_converted(
         model,
