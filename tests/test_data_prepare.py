@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 from data_helpers import SPECIAL, add_special_files, make_image_folder
+from harness import load_recipe
 
 from kgooglenet.data import DataConfig, make_datasets
 from kgooglenet.data.prepare import main, prepare_folder
@@ -226,16 +227,11 @@ def test_resize_is_the_evaluation_path(messy, prepared):
 
 
 def test_cli_preparation_is_reused_by_train_folder_and_a_mismatch_names_the_option(messy, tmp_path, capsys):
-    import importlib.util
 
     out = str(tmp_path / "cli")
     assert main([messy, out, "--size", "24", "--center-crop", "--images-per-shard", "5", "--no-progress"]) == 0
     files = {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in os.listdir(out)}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("recipes_train_folder", os.path.join(root, "recipes",
-                                                                                        "train_folder.py"))
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_recipe("train_folder")
     # the recipe's own defaults (--image-size 32 would store a shorter side of 37) give way to the preparation's
     report = recipe.prepare(recipe.parse_args([messy, "--prepared", out, "--image-size", "32", "--verbose", "0"]))
     assert report.shards_written == 0 and report.options["size"] == 24 and report.options["center_crop"]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from data_helpers import make_image_folder
+from harness import load_recipe
 
 from kgooglenet import GoogLeNet
 from kgooglenet.evaluate import (
@@ -337,17 +338,13 @@ def test_exif_rotated_photo_is_evaluated_as_its_upright_twin(tiny, tmp_path):
 
 
 def test_evaluate_recipe_takes_a_run_dir_and_a_prepared_dataset(run_dir, small_folder, tmp_path, capsys):
-    import importlib.util
 
     from kgooglenet.data import prepare_folder
 
     path, _ = run_dir
     prepared = str(tmp_path / "prepared")
     prepare_folder(small_folder, prepared, val_split=0.5, size=40, progress=False)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("recipes_evaluate", os.path.join(root, "recipes", "evaluate.py"))
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_recipe("evaluate")
     out = tmp_path / "eval"
     results = recipe.main(["--model", path, "--prepared", prepared, "--crops", "1", "--out-dir", str(out)])
     text = capsys.readouterr().out

@@ -8,11 +8,17 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from harness import load_recipe
 
 from kgooglenet import GoogLeNet
 from kgooglenet.data import AugmentConfig, DataConfig, make_dataset
 from kgooglenet.export import onnx_runner
-from kgooglenet.quantize import SIDECAR_SUFFIX, export_int8, export_int8_for_recipe, int8_report
+from kgooglenet.quantize import (
+    SIDECAR_SUFFIX,
+    export_int8,
+    export_int8_for_recipe,
+    int8_report,
+)
 
 DIGITS = DataConfig(source="digits", image_size=32, batch_size=32, seed=0)
 
@@ -113,14 +119,10 @@ def test_array_calibration_holds_out_the_rest_and_refuses_overlap(trained, tmp_p
 
 
 def test_recipe_int8_switch_calibrates_on_the_runs_data(trained, tmp_path, capsys):
-    import importlib.util
-
-    recipe = os.path.join(os.path.dirname(__file__), "..", "recipes", "export_savedmodel.py")
-    spec = importlib.util.spec_from_file_location("export_savedmodel", recipe)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.main(["--run-dir", trained.run_dir, "--export-dir", str(tmp_path), "--no-extras", "--int8"])
-    assert out["int8"] == str(tmp_path / "googlenet_digits" / "exports" / "model_int8.onnx")
+    module = load_recipe("export_savedmodel")
+    out = module.main(["--model", trained.run_dir, "--export-dir", str(tmp_path), "--no-extras", "--int8"])
+    name = os.path.basename(trained.run_dir)  # the export is named after the run directory
+    assert out["int8"] == str(tmp_path / name / "exports" / "model_int8.onnx")
     report = int8_report(out["int8"])
     assert report["agreement"] >= 0.99 and "DataConfig(source='digits') val split" in report["holdout_source"]
     assert "top-1 agreement with float32" in capsys.readouterr().out

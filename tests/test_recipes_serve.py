@@ -4,12 +4,12 @@ recipes/evaluate_imagenet.py on a stand-in for the ILSVRC2012 validation folder 
 non-square photos) with a random-weight "imagenet-torchvision" set installed under a temporary KERAS_HOME gives what
 `evaluate` gives on the same files; recipes/export_savedmodel.py writes the SavedModel and the three other formats."""
 
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
+from harness import load_recipe
 
 from kgooglenet import GoogLeNet, inference_model
 from kgooglenet.evaluate import evaluate, image_files_dataset
@@ -19,11 +19,6 @@ from kgooglenet.weights.imagenet import class_index
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipes_{name}", os.path.join(ROOT, "recipes", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +43,7 @@ def test_evaluate_imagenet_recipe_on_a_stand_in_folder(imagenet_folder, tmp_path
                    num_classes=1000, aux_heads=False, install_name="imagenet-torchvision")
 
     out_dir = str(tmp_path / "runs")
-    results = recipe("evaluate_imagenet").main(["--folder", imagenet_folder, "--weights", "imagenet-torchvision", "imagenet-caffe",
+    results = load_recipe("evaluate_imagenet").main(["--folder", imagenet_folder, "--weights", "imagenet-torchvision", "imagenet-caffe",
                            "--crops", "1", "10", "--limit", "3", "--out-dir", out_dir])
     printed = capsys.readouterr().out
     assert "skipping imagenet-caffe" in printed  # not installed: reported, the others still run
@@ -79,7 +74,7 @@ def test_export_recipe_writes_every_format_from_a_run_directory(tmp_path):
     save_model(model, tmp_path / "runs" / "insects" / "model.keras",
                ModelInfo(class_names=classes, image_size=40, variant="cifar", width=0.125, aux_heads=True,
                          preprocessing="imagenet"))
-    out = recipe("export_savedmodel").main(["--run-dir", str(tmp_path / "runs" / "insects"), "--export-dir",
+    out = load_recipe("export_savedmodel").main(["--run-dir", str(tmp_path / "runs" / "insects"), "--export-dir",
                                             str(tmp_path / "saved_models"), "--top-k", "3", "--onnx-nchw"])
     assert out["saved_model"] == str(tmp_path / "saved_models" / "insects" / "1")
     with open(os.path.join(out["saved_model"], "kgooglenet_export.json")) as f:
@@ -96,7 +91,7 @@ def test_export_recipe_writes_every_format_from_a_run_directory(tmp_path):
 
 def test_export_recipe_bad_model_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        recipe("export_savedmodel").main(["--model", str(tmp_path / "nowhere"), "--export-dir", str(tmp_path)])
+        load_recipe("export_savedmodel").main(["--model", str(tmp_path / "nowhere"), "--export-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--model: no model at" in err and "nowhere" in err and "Traceback" not in err

@@ -3,7 +3,6 @@ best config trained by recipes/train.py. Tiny models (cifar variant, width 1/16,
 epoch, eager trials) keep the whole file near a minute on 2 cores."""
 
 import csv
-import importlib.util
 import math
 import os
 
@@ -11,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
+from harness import load_recipe
 from keras_tuner import errors as kt_errors
 
 from kgooglenet.data import DataConfig
@@ -56,11 +55,6 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipes_{name}", os.path.join(ROOT, "recipes", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- the search space -------------------------------------------------------------------------------------------------
