@@ -143,3 +143,25 @@ def test_policies_run_in_the_pipeline_deterministically():
 def test_bad_fields_name_the_field_and_value(fields, match):
     with pytest.raises(ValueError, match="AugmentConfig." + match if not match.startswith("at most") else match):
         A.resolve_augment(AugmentConfig(**fields), "digits", 32)
+
+
+def test_repeated_augmentation_yields_each_image_k_times_across_2_replicas():
+    n, k = 30, 3
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 16, 16, 3)).astype(np.uint8)
+    aug = AugmentConfig(random_resized_crop=False, random_crop=True, crop_padding=4, repeats=k)
+    config = DataConfig(source="arrays", train_arrays=(images, np.arange(n)), val_split=0.0, num_classes=n,
+                        image_size=16, batch_size=8, drop_remainder=False, seed=0, augment=aug)
+    seen = {}
+    for replica in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=replica, num_replicas_in_sync=2)
+        for x, y in make_datasets(config, context).train:  # one epoch
+            assert x.shape[0] <= 4  # the per-replica batch
+            for image, label in zip(x.numpy(), y.numpy()):
+                seen.setdefault(int(label), []).append((replica, image))
+    assert sorted(seen) == list(range(n))  # no image lost
+    for label, copies in seen.items():
+        assert len(copies) == k, label
+        assert len({replica for replica, _ in copies}) == 1  # a replica's shard keeps its images
+        assert len({image.tobytes() for _, image in copies}) > 1  # augmented differently
+    assert make_datasets(config).steps_per_epoch == int(np.ceil(n * k / 8))

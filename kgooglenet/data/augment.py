@@ -416,6 +416,20 @@ def mix_batch(images, labels, seed, *, num_classes: int, mixup_alpha: float, cut
     return tf.cond(apply, mixed, lambda: (images, y))
 
 
+def repeats_of(augment) -> int:
+    """`AugmentConfig.repeats` (1 for an AlbumentationsSpec or no augmentation)."""
+    return int(getattr(augment, "repeats", 1) or 1)
+
+
+def repeat_each(ds, repeats: int):
+    """Repeated augmentation: each element `repeats` times in a row (timm's RepeatAugSampler on one replica). Applied
+    to each input pipeline's own shard before the per-element seeds are zipped on, so every copy is augmented
+    differently and, across replicas, each image still appears exactly `repeats` times per epoch."""
+    if repeats <= 1:
+        return ds
+    return ds.flat_map(lambda x, y: tf.data.Dataset.from_tensors((x, y)).repeat(repeats))
+
+
 def normalize(images, mean, std):
     """(images - mean) / std with RGB mean/std on the [0, 255] scale."""
     mean = tf.constant(mean, tf.float32)
