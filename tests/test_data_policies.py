@@ -165,3 +165,20 @@ def test_repeated_augmentation_yields_each_image_k_times_across_2_replicas():
         assert len({replica for replica, _ in copies}) == 1  # a replica's shard keeps its images
         assert len({image.tobytes() for _, image in copies}) > 1  # augmented differently
     assert make_datasets(config).steps_per_epoch == int(np.ceil(n * k / 8))
+
+
+def test_finetune_recipe_exposes_the_strong_preset():
+    import argparse
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "finetune.py")
+    spec = importlib.util.spec_from_file_location("recipes_finetune_strong", path)
+    finetune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(finetune)
+    args = argparse.Namespace(image_size=None, prepared=None, tfds=None, data_dir=None, augment="strong")
+    assert finetune.data_config(args).augment == AugmentConfig.strong(32, horizontal_flip=False)
+    args.prepared, args.image_size = "prepared/", 224
+    assert finetune.data_config(args).augment == AugmentConfig.strong(224)
+    args.augment = "default"
+    assert finetune.data_config(args).augment.randaugment_ops == 0
