@@ -147,3 +147,12 @@ def test_average_checkpoints_is_the_mean_of_the_files(tmp_path):
 def test_bad_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field} .*got {value!r}"):
         TrainConfig(**{field: value})
+
+
+def test_new_fields_round_trip_through_json():
+    from kgooglenet.data import AugmentConfig
+
+    config = TrainConfig(data=DataConfig(augment=AugmentConfig.strong(32, repeats=2, erase_value="random")),
+                         ema=True, ema_decay=0.99, gradient_accumulation_steps=2, keep_epoch_checkpoints=3)
+    again = TrainConfig.from_json(config.to_json())
+    assert again == config and again.data.augment.erase_scale == (0.02, 0.33)
