@@ -156,3 +156,32 @@ def test_new_fields_round_trip_through_json():
                          ema=True, ema_decay=0.99, gradient_accumulation_steps=2, keep_epoch_checkpoints=3)
     again = TrainConfig.from_json(config.to_json())
     assert again == config and again.data.augment.erase_scale == (0.02, 0.33)
+
+
+def test_average_checkpoints_writes_a_model_file_of_the_run(tmp_path, capsys):
+    from kgooglenet.saving import ModelInfo, load_model, model_info, save_model
+
+    config = TrainConfig(**TINY)
+    model = build_model_and_compile(config, num_classes=10)
+    model.run_eagerly = True
+    model.train_on_batch(*batch())  # the files then hold optimizer state too, as a run's do
+    run = tmp_path / "run"
+    info = ModelInfo(class_names=tuple("0123456789"), image_size=32, variant="cifar", width=0.125, aux_heads=False,
+                     preprocessing=None, provenance={"run_dir": str(run)})
+    save_model(model, str(run / "model.keras"), info)
+    (run / "checkpoints").mkdir()
+    rng = np.random.default_rng(1)
+    saved = []
+    for epoch in (1, 2):
+        weights = [w + rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in model.get_weights()]
+        model.set_weights(weights)
+        model.save_weights(str(run / "checkpoints" / f"epoch_{epoch:04d}.weights.h5"))
+        saved.append(weights)
+    out = tmp_path / "averaged.keras"
+    assert cli_main(["average-checkpoints", str(run), "--last", "2", "--model-out", str(out)]) == 0
+    assert f"model with the averaged weights: {out}" in capsys.readouterr().out
+    averaged = load_model(str(out))
+    for got, a, b in zip(averaged.get_weights(), *saved):
+        np.testing.assert_allclose(got, (a.astype(np.float64) + b) / 2, rtol=1e-6, atol=1e-6)
+    assert model_info(str(out)).provenance["averaged_last_epochs"] == 2
+    assert model_info(str(out)).class_names == info.class_names

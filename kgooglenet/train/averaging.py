@@ -3,7 +3,9 @@
 `TrainConfig.keep_epoch_checkpoints=N` keeps `RUN_DIR/checkpoints/epoch_NNNN.weights.h5` for the last N epochs
 (`EpochWeights`, written atomically; with `TrainConfig.ema` they hold the EMA weights like the best checkpoint).
 `python -m kgooglenet average-checkpoints RUN_DIR --last N` writes their mean to
-`RUN_DIR/checkpoints/average_lastN.weights.h5`, loadable by the run's model (`model.load_weights(path)`).
+`RUN_DIR/checkpoints/average_lastN.weights.h5`, loadable by the run's model (`model.load_weights(path)`);
+`--model-out FILE.keras` also writes the run's model (`RUN_DIR/model.keras`) with the averaged weights as a
+self-describing model file that export, evaluate and predict take.
 
 Keras has no weight-averaging tool, so the mean is taken over the HDF5 tree of the `.weights.h5` files themselves:
 every float array of the model (kernels, biases, BatchNorm gamma/beta and moving statistics, as timm averages its
@@ -123,6 +125,21 @@ def average_checkpoints(run_dir: str, last: int, output: str | None = None) -> s
     return average_weight_files(files[-last:], output)
 
 
+def save_averaged_model(run_dir: str, weights_file: str, output: str, last: int) -> str:
+    """The run's model (`run_dir/model.keras`) with the weights of `weights_file`, written to the `.keras` file
+    `output` with the run's ModelInfo (provenance notes the averaging)."""
+    import dataclasses
+
+    from kgooglenet.saving import load_model, model_info, save_model
+
+    model = load_model(run_dir)
+    model.load_weights(weights_file)
+    info = model_info(run_dir)
+    info = dataclasses.replace(info, provenance={**info.provenance, "averaged_last_epochs": last,
+                                                 "averaged_weights": os.path.abspath(weights_file)})
+    return save_model(model, output, info)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kgooglenet average-checkpoints",
@@ -130,7 +147,12 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir", help="the run directory (out_dir of the training)")
     parser.add_argument("--last", type=int, required=True, help="how many of the newest epoch checkpoints to average")
     parser.add_argument("--output", help="output .weights.h5 (default RUN_DIR/checkpoints/average_lastN.weights.h5)")
+    parser.add_argument("--model-out", help="also write RUN_DIR/model.keras with the averaged weights to this .keras file")
     args = parser.parse_args(argv)
+    if args.model_out and not args.model_out.endswith(".keras"):
+        parser.error(f"--model-out must end in '.keras', got {args.model_out!r}")
     path = average_checkpoints(args.run_dir, args.last, args.output)
     print(f"averaged the last {args.last} epoch checkpoints of {args.run_dir} into {path}")
+    if args.model_out:
+        print(f"model with the averaged weights: {save_averaged_model(args.run_dir, path, args.model_out, args.last)}")
     return 0
