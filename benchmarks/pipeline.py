@@ -3,6 +3,7 @@
 Run:
     python benchmarks/pipeline.py                 # 1200 JPEGs of 500x375, about 2-3 minutes on 2 cores
     python benchmarks/pipeline.py --images 3000 --batch-size 64 --epochs 2
+    python benchmarks/pipeline.py --quick         # smoke run of every path on 64 images (numbers meaningless)
 
 Compares, on the same files (made here from scikit-learn's sample images under a temp dir):
   - native:          kgooglenet.data's default training path (decode_and_crop_jpeg of an Inception random
@@ -13,8 +14,11 @@ Compares, on the same files (made here from scikit-learn's sample images under a
   - PyTorch:         torch DataLoader (2 workers) over cv2.imread + albumentations RandomResizedCrop,
                      HorizontalFlip, Normalize, ToTensorV2 (run in a subprocess: torch must not share a
                      process with TensorFlow here).
+  - RandAugment:     the native path + AugmentConfig(randaugment_ops=2, randaugment_magnitude=9) against a torch
+                     DataLoader (2 workers, 1 thread each) over torchvision.io.decode_jpeg + torchvision.transforms.v2
+                     RandomResizedCrop, RandomHorizontalFlip, RandAugment(num_ops=2, magnitude=9), normalize.
 Prints images/s, the ratio to PyTorch, and a per-stage breakdown of the native path (where the time goes).
-Expected on this 2-core machine: native >= 1.5x PyTorch.
+Expected on this 2-core machine: native >= 1.5x PyTorch; target for RandAugment: ours >= 1.5x torchvision's.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import time
 import numpy as np
 
 WIDTH, HEIGHT = 500, 375
+RANDAUGMENT = "kgooglenet native + RandAugment(2, 9)"
+TORCH_RANDAUGMENT = "torchvision v2 RandAugment(2, 9) DataLoader"
 
 
 def make_jpeg_folder(root: str, images: int, classes: int = 10, seed: int = 0, quality: int = 90) -> str:
@@ -100,6 +106,21 @@ def torch_worker(root: str, batch_size: int, epochs: int, workers: int) -> dict:
         cv2.setNumThreads(1)
         torch.set_num_threads(1)
 
+    import torchvision
+    from torchvision.transforms import v2
+
+    tv_transform = v2.Compose([v2.RandomResizedCrop(224, antialias=False), v2.RandomHorizontalFlip(),
+                               v2.RandAugment(num_ops=2, magnitude=9), v2.ToDtype(torch.float32, scale=True),
+                               v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+
+    class TorchvisionFolder(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(files)
+
+        def __getitem__(self, i):
+            img = torchvision.io.decode_jpeg(torchvision.io.read_file(files[i]))
+            return tv_transform(img), labels[i]
+
     out = {}
     loaders = {
         "usual": torch.utils.data.DataLoader(Folder(), batch_size=batch_size, shuffle=True, num_workers=workers,
@@ -107,6 +128,9 @@ def torch_worker(root: str, batch_size: int, epochs: int, workers: int) -> dict:
         # the same with one OpenCV / torch thread per worker (no oversubscription of the 2 cores)
         "tuned": torch.utils.data.DataLoader(Folder(), batch_size=batch_size, shuffle=True, num_workers=workers,
                                              drop_last=True, persistent_workers=True, worker_init_fn=one_thread),
+        "randaugment": torch.utils.data.DataLoader(TorchvisionFolder(), batch_size=batch_size, shuffle=True,
+                                                   num_workers=workers, drop_last=True, persistent_workers=True,
+                                                   worker_init_fn=one_thread),
     }
     for name in loaders:
         out[name], out[name + "_cpu_ms"] = 0.0, float("inf")
@@ -226,8 +250,12 @@ def main(argv=None) -> dict:
     p.add_argument("--dir", default=None, help="reuse / create the JPEG folder here instead of a temp dir")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch DataLoader")
     p.add_argument("--no-stages", action="store_true", help="skip the per-stage breakdown")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 64 images, batch 16, one round, no stage breakdown (checks every path runs)")
     p.add_argument("--torch-worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.quick:
+        a.images, a.batch_size, a.epochs, a.rounds, a.no_stages = 64, 16, 1, 1, True
     if a.torch_worker:
         print(json.dumps(torch_worker(a.torch_worker, a.batch_size, a.epochs, a.workers)))
         return {}
@@ -254,9 +282,12 @@ def main(argv=None) -> dict:
         "kgooglenet native (default)": make_dataset(DataConfig(**common, augment=AugmentConfig())),
         "plain tf.data map": plain_tf(files, labels, a.batch_size),
         "kgooglenet albumentations": make_dataset(DataConfig(**common, augment=spec)),
+        RANDAUGMENT: make_dataset(DataConfig(**common, augment=AugmentConfig(randaugment_ops=2,
+                                                                             randaugment_magnitude=9))),
     }
     torch_names = {"usual": "PyTorch DataLoader + albumentations (2 workers)",
-                   "tuned": "  same, 1 OpenCV/torch thread per worker"}
+                   "tuned": "  same, 1 OpenCV/torch thread per worker",
+                   "randaugment": TORCH_RANDAUGMENT}
     results, cpu, torch_res = {}, {}, None
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     # rounds interleave the pipelines so that load from other processes hits all of them alike; best of rounds
@@ -290,6 +321,9 @@ def main(argv=None) -> dict:
         native = "kgooglenet native (default)"
         print(f"native vs the tuned PyTorch loader: {results[native] / results[tuned]:.2f}x images/s, "
               f"{cpu[tuned] / cpu[native]:.2f}x CPU")
+        if TORCH_RANDAUGMENT in results:
+            print(f"RandAugment(2, 9): ours vs torchvision's: {results[RANDAUGMENT] / results[TORCH_RANDAUGMENT]:.2f}x "
+                  f"images/s, {cpu[TORCH_RANDAUGMENT] / cpu[RANDAUGMENT]:.2f}x CPU (target >= 1.5x)")
         print(f"\nPyTorch per image, one process: cv2 decode {torch_res['decode_ms']:.2f} ms, albumentations "
               f"RandomResizedCrop+flip+normalize+ToTensor {torch_res['augment_ms']:.2f} ms")
     if load > (os.cpu_count() or 1):

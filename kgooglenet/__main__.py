@@ -11,6 +11,7 @@ _DELEGATED = {
     "convert": "kgooglenet.convert",
     "prepare": "kgooglenet.prepare",
     "predict": "kgooglenet.predict",
+    "average-checkpoints": "kgooglenet.train.averaging",
 }
 
 
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
         print("  convert   convert Caffe / torchvision ImageNet weights to a Keras .weights.h5")
         print("  prepare   image folder -> sharded TFRecords + stats")
         print("  predict   top-k classes for image files: predict --model RUN_DIR_OR_FILE IMAGE_OR_DIR...")
+        print("  average-checkpoints   average the weights of a run's last N epochs")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "summary":

@@ -18,6 +18,7 @@ import math
 
 import tensorflow as tf
 
+from kgooglenet.data import policies
 from kgooglenet.data.config import AUTO, AlbumentationsSpec, AugmentConfig
 from kgooglenet.data.image import decode as decode_image
 from kgooglenet.data.image import to_rgb
@@ -90,6 +91,37 @@ def _check_augment(aug: AugmentConfig) -> None:
         raise ValueError(f"AugmentConfig.crop_padding must be >= 0, got {aug.crop_padding}")
     if (aug.mean is None) != (aug.std is None):
         raise ValueError(f"AugmentConfig.mean and std go together, got mean={aug.mean}, std={aug.std}")
+    _check_policies(aug)
+
+
+def _check_policies(aug: AugmentConfig) -> None:
+    """The fields of the automatic policies, random erasing and repeated augmentation."""
+    if not isinstance(aug.randaugment_ops, int) or aug.randaugment_ops < 0:
+        raise ValueError(f"AugmentConfig.randaugment_ops must be an int >= 0 (0 = off), got {aug.randaugment_ops!r}")
+    if not 0 <= aug.randaugment_magnitude <= 30:
+        raise ValueError(f"AugmentConfig.randaugment_magnitude must be in [0, 30], got {aug.randaugment_magnitude!r}")
+    if not isinstance(aug.augmix_severity, int) or not 0 <= aug.augmix_severity <= 10:
+        raise ValueError(f"AugmentConfig.augmix_severity must be an int in [0, 10] (0 = off), got {aug.augmix_severity!r}")
+    if not isinstance(aug.augmix_width, int) or aug.augmix_width < 1:
+        raise ValueError(f"AugmentConfig.augmix_width must be an int >= 1, got {aug.augmix_width!r}")
+    if aug.augmix_alpha <= 0:
+        raise ValueError(f"AugmentConfig.augmix_alpha must be > 0, got {aug.augmix_alpha!r}")
+    on = [n for n in ("randaugment_ops", "trivial_augment", "auto_augment", "augmix_severity") if getattr(aug, n)]
+    if len(on) > 1:
+        raise ValueError(f"AugmentConfig: at most one automatic policy at a time, got {', '.join(on)}")
+    if not 0.0 <= aug.erase_prob <= 1.0:
+        raise ValueError(f"AugmentConfig.erase_prob must be in [0, 1], got {aug.erase_prob!r}")
+    if not 0 < aug.erase_scale[0] <= aug.erase_scale[1] < 1:
+        raise ValueError(f"AugmentConfig.erase_scale must satisfy 0 < min <= max < 1, got {aug.erase_scale!r}")
+    if not 0 < aug.erase_ratio[0] <= aug.erase_ratio[1]:
+        raise ValueError(f"AugmentConfig.erase_ratio must satisfy 0 < min <= max, got {aug.erase_ratio!r}")
+    value = aug.erase_value
+    ok = value == "random" if isinstance(value, str) else all(
+        isinstance(v, (int, float)) and 0 <= v <= 255 for v in (value if isinstance(value, (list, tuple)) else [value]))
+    if not ok or (isinstance(value, (list, tuple)) and len(value) != 3):
+        raise ValueError(f"AugmentConfig.erase_value must be a number or RGB triple in [0, 255] or 'random', got {value!r}")
+    if not isinstance(aug.repeats, int) or aug.repeats < 1:
+        raise ValueError(f"AugmentConfig.repeats must be an int >= 1 (1 = off), got {aug.repeats!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,6 +271,9 @@ def _finish(img, seeds, *, training: bool, aug: AugmentConfig | None, size: int,
         img = _photometric_and_flips(img, seeds, aug, size)
     if clip:  # bilinear resizing of uint8 pixels stays in [0, 255]; colour ops clip themselves
         img = tf.clip_by_value(img, 0.0, 255.0)
+    if training and aug is not None and policies.uses_policies(aug):
+        # a seed of its own (folded in), so the streams above stay what they were
+        img = policies.apply_policies(img, tf.random.experimental.stateless_fold_in(seeds[8], 13), aug)
     return tf.ensure_shape(img, [size, size, 3])
 
 
@@ -348,6 +383,20 @@ def mix_batch(images, labels, seed, *, num_classes: int, mixup_alpha: float, cut
         return mixed()
     apply = tf.random.stateless_uniform([], s_apply) < mix_prob
     return tf.cond(apply, mixed, lambda: (images, y))
+
+
+def repeats_of(augment) -> int:
+    """`AugmentConfig.repeats` (1 for an AlbumentationsSpec or no augmentation)."""
+    return int(getattr(augment, "repeats", 1) or 1)
+
+
+def repeat_each(ds, repeats: int):
+    """Repeated augmentation: each element `repeats` times in a row (timm's RepeatAugSampler on one replica). Applied
+    to each input pipeline's own shard before the per-element seeds are zipped on, so every copy is augmented
+    differently and, across replicas, each image still appears exactly `repeats` times per epoch."""
+    if repeats <= 1:
+        return ds
+    return ds.flat_map(lambda x, y: tf.data.Dataset.from_tensors((x, y)).repeat(repeats))
 
 
 def normalize(images, mean, std):

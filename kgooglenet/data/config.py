@@ -52,6 +52,19 @@ class AugmentConfig:
     mean: tuple[float, float, float] | None = None  # opt-in normalization of train AND val batches: (x - mean) / std, RGB on the [0,255] scale; None = yield raw [0,255]
     std: tuple[float, float, float] | None = None   # std for the opt-in normalization (required with mean)
     fast_jpeg: bool = True                     # decode only the crop window of JPEGs (decode_and_crop_jpeg) and use reduced-DCT decoding when the crop is much larger than needed
+    # automatic policies (kgooglenet.data.policies; at most one on), run after the geometry, flips and colour jitter
+    randaugment_ops: int = 0                   # RandAugment: ops per image (torchvision's num_ops; 2 is usual); 0 = off
+    randaugment_magnitude: float = 9.0         # RandAugment: magnitude of every op, 0 (identity) to 30 (torchvision's 31 bins; 9 is usual)
+    trivial_augment: bool = False              # TrivialAugment Wide: one op per image at a random magnitude (no parameters)
+    auto_augment: bool = False                 # the ImageNet AutoAugment policy (25 sub-policies of two ops)
+    augmix_severity: int = 0                   # AugMix: op magnitudes drawn in [0, severity) of 10 (torchvision's default 3); 0 = off
+    augmix_width: int = 3                      # AugMix: augmentation chains mixed per image
+    augmix_alpha: float = 1.0                  # AugMix: Dirichlet / Beta concentration of the mixing weights
+    erase_prob: float = 0.0                    # random erasing: probability that an image gets a box erased (torchvision/timm: 0.25); 0 = off
+    erase_scale: tuple[float, float] = (0.02, 0.33)  # random erasing: box area as a fraction of the image
+    erase_ratio: tuple[float, float] = (0.3, 3.3)    # random erasing: box aspect ratio (h / w), drawn log-uniformly
+    erase_value: Any = 0.0                     # random erasing: fill, a number or RGB triple in [0, 255], or "random" (uniform noise)
+    repeats: int = 1                           # repeated augmentation: each training image appears this many times per epoch, each copy augmented differently (timm's --aug-repeats; an epoch is this many times longer); 1 = off
 
     @property
     def mixes(self) -> bool:
@@ -75,6 +88,25 @@ class AugmentConfig:
         """Handwritten digits: small random shifts only (no flips: a flipped 2 is not a 2)."""
         kw = dict(random_resized_crop=False, random_crop=True, crop_padding=max(1, image_size // 8),
                   horizontal_flip=False)
+        kw.update(overrides)
+        return cls(**kw)
+
+    @classmethod
+    def strong(cls, image_size: int = 224, **overrides: Any) -> "AugmentConfig":
+        """Fine-tuning on small datasets: the geometry of the image size (random resized crop of 0.25-1 above
+        64 pixels, pad + random crop up to 64), horizontal flip, RandAugment (2 ops, magnitude 9) and random
+        erasing (p=0.25), as timm's and torchvision's recipes. Turn the flip off for digits/text
+        (`horizontal_flip=False`).
+
+        Measured: the quickstart (recipes/quickstart.py: digits, cifar variant at width 0.25, 8 epochs,
+        mixed_bfloat16) with `AugmentConfig.strong(32, horizontal_flip=False)` reached 0.983 validation accuracy
+        (best epoch 6; 0.98-0.99 with the default augmentation), in 528 s on the 2 shared cores at load average
+        6-8 (several other jobs running; not timed on an idle machine)."""
+        kw = dict(randaugment_ops=2, randaugment_magnitude=9.0, erase_prob=0.25)
+        if image_size <= 64:
+            kw.update(random_resized_crop=False, random_crop=True, crop_padding=max(1, image_size // 8))
+        else:
+            kw.update(scale=(0.25, 1.0))
         kw.update(overrides)
         return cls(**kw)
 

@@ -309,6 +309,8 @@ def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool
             ds = ds.repeat()
     if not cache:  # shuffle file names, not file contents
         ds = read(ds)
+    if training:
+        ds = aug_ops.repeat_each(ds, aug_ops.repeats_of(augment))  # repeated augmentation (after sharding)
 
     image_size = config.image_size
     crop_fraction = image_ops.eval_crop_fraction(config.crop_fraction, image_size)
@@ -472,7 +474,8 @@ def make_datasets(config: DataConfig, input_context: tf.distribute.InputContext 
         class_names=list(source.class_names),
         train_size=source.train.size,
         val_size=val_size,
-        steps_per_epoch=aug_ops.steps(source.train.size, config.batch_size, config.drop_remainder),
+        steps_per_epoch=aug_ops.steps(source.train.size * aug_ops.repeats_of(augment), config.batch_size,
+                                      config.drop_remainder),
         validation_steps=aug_ops.steps(val_size, config.batch_size, False),
         image_size=config.image_size,
         one_hot_train=bool(augment is not None and augment.mixes),

@@ -24,6 +24,8 @@ import os
 
 import keras
 
+from kgooglenet.train.averaging import epoch_weights_callbacks
+from kgooglenet.train.ema import ema_callbacks
 from kgooglenet.train.optim import current_learning_rate
 from kgooglenet.train.plots import plot_history, read_history_csv
 
@@ -192,16 +194,20 @@ def make_callbacks(config, paths: RunPaths, monitor: str, *, custom_loop: bool =
     `strategy` with several replicas adds `BatchNormSync` (first, so checkpoints hold the averaged statistics).
     """
     mode = monitor_mode(monitor)
+    ema_in, ema_out = ema_callbacks(config)  # the EMA weights are in the model for the checkpoints between them
     callbacks = replica_callbacks(strategy) + [
         LearningRateLogger(),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(paths.history_csv, append=True),
         EpochLogger(),
+        *ema_in,
         keras.callbacks.ModelCheckpoint(
             paths.best, monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True,
             initial_value_threshold=best_so_far(paths.history_csv, monitor),
         ),
         keras.callbacks.ModelCheckpoint(paths.last, save_weights_only=True),
+        *epoch_weights_callbacks(config, paths.checkpoints),
+        *ema_out,
     ]
     callbacks += schedule_callbacks(config, monitor)
     if config.early_stopping_patience:

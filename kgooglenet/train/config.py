@@ -70,6 +70,9 @@ class TrainConfig:
     decay_all: bool = False  # also decay biases and BatchNorm gamma/beta (Caffe decays every blob with decay_mult 1; modern recipes skip them)
     label_smoothing: float = 0.0  # label smoothing of the cross-entropy (0 = off, 0.1 is common)
     clipnorm: float | None = None  # clip each gradient to this norm; None = no clipping
+    gradient_accumulation_steps: int = 1  # average the gradients of this many batches of data.batch_size before each update (Keras' optimizer option): the step of one batch this many times larger; 1 = off. steps_per_epoch and the schedule count batches
+    ema: bool = False  # keep an exponential moving average of the weights (Keras' optimizer use_ema); validation, the best/last checkpoints and the returned model use it, the training weights go on training
+    ema_decay: float = 0.999  # EMA: average = decay * average + (1 - decay) * weights after every batch (Keras' ema_momentum; Keras has no EMA warmup: the first step starts the average at the weights)
 
     # --- learning-rate schedule -------------------------------------------------------------------------------------
     schedule: str = "cosine"  # "constant", "step", "poly", "cosine" or "plateau" (see the class docstring)
@@ -101,6 +104,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None  # stop after this many epochs without improvement of `monitor`; None = never
     early_stopping_min_delta: float = 0.0  # minimum change of `monitor` that counts as an improvement
     tensorboard: bool = True  # write TensorBoard logs to out_dir/logs
+    keep_epoch_checkpoints: int = 0  # also keep the weights of the last this many epochs as checkpoints/epoch_NNNN.weights.h5 (for `python -m kgooglenet average-checkpoints`); 0 = none
     plots: bool = True  # write PNG plots (loss, accuracy, learning rate per epoch) to out_dir/plots
     verbose: int = 1  # console progress: 0 silent, 1 progress bar, 2 one line per epoch
 
@@ -159,6 +163,12 @@ class TrainConfig:
                 "is not supported (Keras' ReduceLROnPlateau cannot reach the per-multiplier optimizers through the "
                 "loss-scale optimizer); use schedule 'step', 'poly' or 'cosine', or precision 'mixed_bfloat16'"
             )
+        if not isinstance(self.gradient_accumulation_steps, int) or self.gradient_accumulation_steps < 1:
+            raise ValueError(f"TrainConfig.gradient_accumulation_steps must be an int >= 1 (1 = off), got {self.gradient_accumulation_steps!r}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must be in (0, 1) (e.g. 0.999), got {self.ema_decay!r}")
+        if not isinstance(self.keep_epoch_checkpoints, int) or self.keep_epoch_checkpoints < 0:
+            raise ValueError(f"TrainConfig.keep_epoch_checkpoints must be an int >= 0 (0 = none), got {self.keep_epoch_checkpoints!r}")
         if self.jit_compile not in ("auto", True, False):
             raise ValueError(f"TrainConfig.jit_compile must be 'auto', True or False, got {self.jit_compile!r}")
 

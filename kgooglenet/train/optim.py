@@ -148,6 +148,10 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int, multiplier: float =
 
 def _make_one(config: TrainConfig, learning_rate):
     kw = {"learning_rate": learning_rate}
+    if config.gradient_accumulation_steps > 1:
+        kw["gradient_accumulation_steps"] = config.gradient_accumulation_steps
+    if config.ema:
+        kw.update(use_ema=True, ema_momentum=config.ema_decay)
     if config.clipnorm:
         kw["clipnorm"] = config.clipnorm
     if config.optimizer == "sgd":
