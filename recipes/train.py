@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from kgooglenet.train import TrainConfig, train
-from kgooglenet.train.cli import add_train_flags, apply_flags, print_result
+from kgooglenet.train.cli import add_train_flags, apply_flags, print_result, run_main
 
 
 def parse_args(argv=None):
@@ -43,4 +43,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

@@ -37,6 +37,7 @@ import time
 
 import h5py
 
+from kgooglenet.data.config import ConfigError
 from kgooglenet.saving import RUN_MODEL_FILE, ModelInfo, atomic_write, save_model
 from kgooglenet.train import faults
 from kgooglenet.train.build import resolved_preprocessing
@@ -255,7 +256,7 @@ class ResumeState:
                 "best_epoch": self.best_epoch, "monitor": monitor, "config": record}
 
 
-class ConfigChangedError(ValueError):
+class ConfigChangedError(ConfigError):
     """A rerun's config differs from the recorded one in something that changes the model or the data."""
 
 
