@@ -321,6 +321,15 @@ class RunDir:
                 elif os.path.isfile(path):
                     os.remove(path)
         self.paths.makedirs()
+        if self.writer:
+            self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of writes a kill interrupted (atomic_write names them ".<name>.<random>.tmp<suffix>")."""
+        for folder in (self.paths.out_dir, self.paths.checkpoints, self.paths.backup):
+            for name in os.listdir(folder):
+                if name.startswith(".") and ".tmp" in name and os.path.isfile(os.path.join(folder, name)):
+                    os.remove(os.path.join(folder, name))
 
     def log(self) -> RunLog:
         return RunLog(self.paths.log_file)
