@@ -43,14 +43,26 @@ def _nonfinite(value) -> bool:
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Stops training at the first batch whose loss is NaN/Inf (what `TerminateOnNaN` does) and, unlike it, keeps that
-    epoch out of every file: only an epoch whose training and validation losses are finite is committed to the
-    `RunDir` (backup, history.csv, best, last). The other epoch-end callbacks ask `skip()` before they write."""
+    """Stops training at the first batch whose loss is NaN/Inf or whose update left a non-finite weight (Keras'
+    cross-entropy clips the probabilities, so a model gone NaN can still report a finite loss) and, unlike
+    `TerminateOnNaN`, keeps that epoch out of every file: only an epoch whose losses and weights are finite is
+    committed to the `RunDir` (backup, history.csv, best, last). The other epoch-end callbacks ask `skip()`."""
 
     def __init__(self, run: RunDir, steps_per_epoch: int):
         super().__init__()
         self.run, self.steps = run, steps_per_epoch
         self.epoch = 0
+        self._finite = None
+
+    def weights_finite(self) -> bool:
+        """All of the model's variables finite: one compiled reduction (about a millisecond per batch)."""
+        if self._finite is None:
+            import tensorflow as tf
+
+            variables = [v for v in self.model.weights if "float" in str(v.dtype)]
+            self._finite = tf.function(lambda: tf.reduce_all(
+                tf.stack([tf.reduce_all(tf.math.is_finite(tf.cast(v, "float32"))) for v in variables])))
+        return bool(self._finite())
 
     def skip(self) -> bool:
         return self.run.nonfinite is not None
@@ -60,8 +72,12 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
+        step = self.epoch * self.steps + batch + 1
         if loss is not None and _nonfinite(loss):
-            self.run.mark_nonfinite(self.epoch + 1, self.epoch * self.steps + batch + 1, f"training loss {loss}")
+            self.run.mark_nonfinite(self.epoch + 1, step, f"training loss {loss}")
+        elif not self.weights_finite():
+            self.run.mark_nonfinite(self.epoch + 1, step, f"non-finite weights after the update (loss {loss})")
+        if self.skip():
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
