@@ -213,15 +213,11 @@ def write_checkpoint(model, path: str, meta: dict, point: str) -> None:
     atomic_write(path, write)
 
 
-def link_checkpoint(source: str, path: str, point: str) -> None:
-    """`path` becomes the same file as `source` (a hard link, renamed into place: no second write), or a copy where
-    the file system has no hard links."""
+def copy_checkpoint(source: str, path: str, point: str) -> None:
+    """`path` becomes a copy of `source`, atomically. A copy, not a hard link: damage to one file (a disk error, a
+    truncation by hand) must not take its fallbacks with it."""
     def write(tmp):
-        os.remove(tmp)
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
+        shutil.copyfile(source, tmp)
         faults.hit(point)
 
     atomic_write(path, write)
@@ -278,6 +274,7 @@ class RunDir:
         self.record = None
         self.nonfinite = None  # (epoch 1-based, global step 1-based, what) once a non-finite loss was seen
         self.notes: list[str] = []
+        self.damaged: list[str] = []  # checkpoints restore() could not read
 
     # --- start -----------------------------------------------------------------------------------------------------
     def note(self, message: str) -> None:
@@ -343,6 +340,7 @@ class RunDir:
         if not resume:
             return self.state
         candidates = self.shared.backups() + ([self.shared.last] if os.path.isfile(self.shared.last) else [])
+        self.damaged = []
         for i, path in enumerate(candidates):
             try:
                 meta = read_checkpoint_meta(path)
@@ -352,6 +350,7 @@ class RunDir:
                 reason = str(e).splitlines()[0][:300] if str(e).startswith(path) else (
                     f"{path} cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
                 self.note(f"{reason}; falling back to {after}")
+                self.damaged.append(path)
                 continue
             self.state = ResumeState(epoch=int(meta["epoch"]), history=meta["history"],
                                      best_value=meta.get("best_value"), best_epoch=meta.get("best_epoch"),
@@ -363,6 +362,12 @@ class RunDir:
 
     def _repair(self, model) -> None:
         state, p = self.state, self.paths
+        for path in self.damaged:  # named already; a backup of the resumed epoch is rewritten below
+            if path != p.last:
+                os.remove(path)
+        backup = os.path.join(p.backup, f"ckpt-{state.epoch:04d}.weights.h5")
+        if state.epoch and not os.path.isfile(backup):
+            write_checkpoint(model, backup, state.meta(self.monitor, self.record), "backup")
         if state.epoch == 0:
             for path in (p.history_csv, p.best, p.last):
                 if os.path.isfile(path):
@@ -390,7 +395,7 @@ class RunDir:
         if best_epoch == state.best_epoch:
             return
         if state.best_epoch == state.epoch:
-            link_checkpoint(p.last, p.best, "best")
+            copy_checkpoint(p.last, p.best, "best")
         else:
             what = "is damaged" if os.path.isfile(p.best) and best_epoch is None else (
                 "is missing" if best_epoch is None else f"holds epoch {best_epoch}, not the recorded {state.best_epoch}")
@@ -439,8 +444,8 @@ class RunDir:
             os.remove(old)
         self._write_history()
         if improved:
-            link_checkpoint(backup, p.best, "best")
-        link_checkpoint(backup, p.last, "last")
+            copy_checkpoint(backup, p.best, "best")
+        copy_checkpoint(backup, p.last, "last")
 
     def _write_history(self) -> None:
         history = self.state.history
