@@ -218,3 +218,21 @@ def test_a_diverging_learning_rate_stops_at_the_first_nan_step(tmp_path):
     assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if "non-finite" in line]
     assert len(lines) == 1 and "float32" in lines[0] and "clipnorm" in lines[0]
+
+
+def test_the_custom_loop_guards_nan_and_resumes_the_same_way(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from kgooglenet.train.distributed import train_custom_loop
+
+    config = tiny_config(tmp_path / "run", epochs=2, aux_heads=False)
+    monkeypatch.setenv("KGOOGLENET_FAULT", "nan:3")
+    result = train_custom_loop(config, strategy=tf.distribute.get_strategy())
+    assert (result.stop_reason, result.nonfinite_step, result.epochs_run) == ("non-finite loss", 3, 1)
+    ck = tmp_path / "run" / "checkpoints"
+    assert sorted(os.listdir(ck / "backup")) == ["ckpt-0001.weights.h5"] and meta(str(ck / "last.weights.h5"))["epoch"] == 1
+    assert all(np.isfinite(w).all() for w in result.model.get_weights())
+    monkeypatch.delenv("KGOOGLENET_FAULT")
+    again = train_custom_loop(config, strategy=tf.distribute.get_strategy())
+    assert again.initial_epoch == 1 and again.epochs_run == 2 and again.stop_reason is None
+    assert again.history["epoch"] == [0, 1]
