@@ -14,6 +14,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kgooglenet import GoogLeNet
 from kgooglenet.data import DataConfig
@@ -24,7 +25,7 @@ from kgooglenet.train.run import META_ATTR
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
 ENV.pop("KGOOGLENET_FAULT", None)
-TINY = ["--width", "0.125", "--steps-per-epoch", "2", "--validation-steps", "1", "--batch-size", "16",
+TINY = ["--width", "0.125", "--no-aux", "--steps-per-epoch", "2", "--validation-steps", "1", "--batch-size", "16",
         "--set", "tensorboard=false", "--set", "plots=false", "--verbose", "0"]
 
 
@@ -51,13 +52,13 @@ def assert_finite_checkpoints(out_dir, epochs):
     files = [os.path.join(ck, f) for f in ("best.weights.h5", "last.weights.h5")]
     files += [os.path.join(ck, "backup", f) for f in os.listdir(os.path.join(ck, "backup"))]
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    model = GoogLeNet("cifar", num_classes=10, aux_heads=True, width=0.125)
+    model = GoogLeNet("cifar", num_classes=10, aux_heads=model_info(out_dir).aux_heads, width=0.125)
+    outputs = lambda m: tf.nest.flatten(m.predict(x, verbose=0))  # noqa: E731
     for path in files:
         model.load_weights(path)
-        assert all(np.isfinite(v).all() for v in model.predict(x, verbose=0).values()), path
+        assert all(np.isfinite(v).all() for v in outputs(model)), path
     assert meta(os.path.join(ck, "last.weights.h5"))["epoch"] == epochs
-    probs = load_model(out_dir).predict(x, verbose=0)
-    assert all(np.isfinite(v).all() for v in probs.values())
+    assert all(np.isfinite(v).all() for v in outputs(load_model(out_dir)))
     leftovers = [f for d in (out_dir, ck, os.path.join(ck, "backup")) for f in os.listdir(d) if ".tmp" in f]
     assert leftovers == []
 
@@ -76,12 +77,13 @@ def test_kills_inside_every_write_and_at_random_moments_lose_nothing(tmp_path):
 
     def check_resume(text, before):
         assert "damaged" not in text, text[-3000:]  # atomic writes: a kill never leaves a damaged file
-        if before:
+        if before and "kgooglenet.train: strategy" in text:  # (a kill may come before the summary line)
             assert f"resuming after epoch {before}" in text, text[-3000:]
         outputs.append(text)
 
-    # inside each write: config (before epoch 1), backup (the commit of epoch 1: lost), best and history (epoch 1
-    # committed, the views repaired on resume), last, the second backup of a process, model.keras at the end
+    # inside each write: config (before epoch 1), backup (the commit of epoch 1: lost), best (epoch 1 committed, the
+    # views repaired on resume), history and last (hit by those repairs), the second backup of a process, and
+    # model.keras at the end
     for fault in ("config:1", "backup:1", "best:1", "history:1", "last:1", "backup:2"):
         before = committed(out_dir)
         proc = start(cmd, fault)
@@ -161,7 +163,7 @@ def test_truncated_files_are_named_and_the_newest_good_state_wins(tmp_path, caps
 
 
 def weights_of(path):
-    model = GoogLeNet("cifar", num_classes=10, aux_heads=True, width=0.125)
+    model = GoogLeNet("cifar", num_classes=10, aux_heads=False, width=0.125)  # TINY trains without aux heads
     model.load_weights(path)
     return model.get_weights()
 
@@ -221,8 +223,6 @@ def test_a_diverging_learning_rate_stops_at_the_first_nan_step(tmp_path):
 
 
 def test_the_custom_loop_guards_nan_and_resumes_the_same_way(tmp_path, monkeypatch):
-    import tensorflow as tf
-
     from kgooglenet.train.distributed import train_custom_loop
 
     config = tiny_config(tmp_path / "run", epochs=2, aux_heads=False)
