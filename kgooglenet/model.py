@@ -9,7 +9,6 @@ fine-tuning replaces the head cleanly; the optional aux heads hang on 4a and 4d.
 from __future__ import annotations
 
 import keras
-import numpy as np
 
 from kgooglenet import specs
 from kgooglenet.architecture import build_googlenet, check_args, input_hwc

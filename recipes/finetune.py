@@ -28,16 +28,15 @@ import sys
 
 from kgooglenet.data import AugmentConfig, DataConfig
 from kgooglenet.train import TrainConfig, train
-from kgooglenet.train.cli import add_train_flags, apply_flags, print_result
+from kgooglenet.train.cli import add_train_flags, apply_flags, print_result, run_main
+from kgooglenet.train.finetune import CLASSIFIER_LAYERS
 from kgooglenet.weights.cache import NAMED_WEIGHTS
-
-HEADS = ("classifier", "aux1_head", "aux2_head")
 
 
 def finetune_config(weights, variant, data: DataConfig, freeze_until=None, head_lr_mult=10.0, freeze_bn=False):
     return TrainConfig(
         data=data, variant=variant, weights=weights, aux_heads=True,
-        freeze_until=freeze_until, lr_mult={name: head_lr_mult for name in HEADS}, freeze_bn=freeze_bn,
+        freeze_until=freeze_until, lr_mult={name: head_lr_mult for name in CLASSIFIER_LAYERS}, freeze_bn=freeze_bn,
         optimizer="sgd", learning_rate=0.01, momentum=0.9, weight_decay=1e-4,
         schedule="step", step_decay_rate=0.1, step_decay_epochs=7, epochs=10, out_dir="runs/finetune",
     )
@@ -79,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

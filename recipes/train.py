@@ -10,7 +10,11 @@ Expected (2-core CPU, first command): about 3 minutes, best val_main_accuracy ab
 history.csv, train.log, plots/*.png, TensorBoard logs/ and checkpoints/best.weights.h5. Killing the run and
 starting the same command again resumes after the last completed epoch; `--fresh` starts over.
 
-Any TrainConfig field not covered by a flag is set in the JSON file (see kgooglenet/train/config.py for every field).
+Any TrainConfig field not covered by a flag is set in the JSON file or with `--set FIELD=VALUE` (dotted for nested
+fields: `--set data.augment.hue=0.1 --set clipnorm=1.0`; see kgooglenet/train/config.py for every field). A bad
+value exits with status 2 and one line naming the field; so does rerunning a run directory with a config that
+changes the model or the data (`--fresh` starts over, or pick another `--out-dir`). A NaN/Inf loss stops the run
+with nothing of that epoch saved and exits with status 3 and one line saying what to try.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import argparse
 import sys
 
 from kgooglenet.train import TrainConfig, train
-from kgooglenet.train.cli import add_train_flags, apply_flags, print_result
+from kgooglenet.train.cli import add_train_flags, apply_flags, print_result, run_main
 
 
 def parse_args(argv=None):
@@ -43,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

@@ -23,7 +23,7 @@ import sys
 
 from kgooglenet.data import AugmentConfig, DataConfig
 from kgooglenet.train import TrainConfig, train
-from kgooglenet.train.cli import add_train_flags, apply_flags, print_result
+from kgooglenet.train.cli import add_train_flags, apply_flags, print_result, run_main
 
 
 def cifar10_config(data_dir: str) -> TrainConfig:
@@ -62,4 +62,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

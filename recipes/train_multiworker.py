@@ -25,7 +25,7 @@ import dataclasses
 import sys
 
 from kgooglenet.train import TrainConfig, train
-from kgooglenet.train.cli import add_train_flags, apply_flags, print_result
+from kgooglenet.train.cli import add_train_flags, apply_flags, print_result, run_main
 from kgooglenet.train.strategy import cluster_size, tf_config
 
 
@@ -47,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

@@ -142,3 +142,57 @@ def test_train_writes_the_run_files_and_resumes_a_finished_run(tmp_path, capsys)
     again = train(config)
     assert again.initial_epoch == 2 and again.epochs_run == 2
     assert again.history["loss"] == result.history["loss"]
+
+
+def _snapshot(folder):
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            path = os.path.join(root, f)
+            out[os.path.relpath(path, folder)] = (os.stat(path).st_mtime_ns, open(path, "rb").read())
+    return out
+
+
+def test_a_changed_config_is_refused_before_anything_is_written(tmp_path, capsys):
+    from kgooglenet.saving import load_model, model_info
+    from kgooglenet.train.run import ConfigChangedError
+
+    out_dir = str(tmp_path / "run")
+    config = TrainConfig(data=DataConfig(batch_size=16, seed=0), width=0.125, epochs=1, steps_per_epoch=2,
+                         validation_steps=1, out_dir=out_dir, verbose=0, tensorboard=False, plots=False)
+    result = train(config)
+    # the run directory keeps a self-describing model of the best epoch
+    assert result.model_file == os.path.join(out_dir, "model.keras")
+    info = model_info(out_dir)
+    assert info.class_names == tuple(str(i) for i in range(10)) and info.image_size == 32
+    assert (info.variant, info.width, info.aux_heads, info.preprocessing) == ("cifar", 0.125, True, "imagenet")
+    assert info.provenance == {"run_dir": out_dir, "epoch": 1, "monitor": "val_main_accuracy",
+                               "value": result.best_metric, "initial_weights": None}
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(load_model(out_dir).predict(x, verbose=0)["main"],
+                               result.model.predict(x, verbose=0)["main"], rtol=1e-5, atol=1e-6)
+    before = _snapshot(out_dir)
+    changes = [
+        (dict(width=0.25), ["width: recorded 0.125, received 0.25"]),
+        (dict(variant="bn"), ["variant: recorded 'cifar', received 'bn'"]),
+        (dict(data=DataConfig(source="folder", path=str(tmp_path / "images"), batch_size=16, seed=0)),
+         ["data.source: recorded 'digits', received 'folder'", "data.path: recorded None, received "]),
+    ]
+    for change, lines in changes:
+        with pytest.raises(ConfigChangedError) as e:
+            train(dataclasses.replace(config, **change))
+        for line in lines + ["resume=False (--fresh)", "new out_dir"]:
+            assert line in str(e.value), str(e.value)
+    assert _snapshot(out_dir) == before  # nothing written, config.json byte-identical
+    # what does not change the model or the data is allowed: extending the run, logging
+    longer = train(dataclasses.replace(config, epochs=2, verbose=2, tensorboard=True))
+    assert longer.initial_epoch == 1 and longer.epochs_run == 2 and longer.history["epoch"] == [0, 1]
+    assert TrainConfig.from_json(longer.config_path).epochs == 2
+    fresh = train(dataclasses.replace(config, width=0.25, resume=False))
+    assert fresh.initial_epoch == 0 and fresh.epochs_run == 1 and model_info(out_dir).width == 0.25
+    # config.json is only written by a run that trains: a data error leaves a new directory without one
+    broken = dataclasses.replace(config, out_dir=str(tmp_path / "broken"),
+                                 data=DataConfig(source="folder", path=str(tmp_path / "missing")))
+    with pytest.raises(Exception):
+        train(broken)
+    assert not os.path.exists(tmp_path / "broken" / "config.json")

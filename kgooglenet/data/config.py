@@ -8,15 +8,150 @@ pipeline run inside tf.data. `DatasetBundle` is what `kgooglenet.data.make_datas
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 SOURCES = ("digits", "tfds", "folder", "tfrecord", "arrays")
 
 # Sentinel for DataConfig.augment: pick the augmentation recommended for the source and image
 # size (see `kgooglenet.data.augment.default_augment`).
 AUTO = "auto"
+
+
+class ConfigError(ValueError):
+    """A config value (or name) that is not accepted; the message names the field, the value and what is expected."""
+
+
+# --- validation ------------------------------------------------------------------------------------------------------
+# Every config dataclass has a table {field name: Field(...)} checked by `validate(obj, table)` in __post_init__
+# (Python, from_dict/JSON and the CLI all construct the dataclass, so all three get the same checks). A new field
+# is one line in its class's table; `missing_rules` lets a test insist that every field has one.
+
+@dataclass(frozen=True)
+class Field:
+    """What one config field accepts. `kind` is "int", "float", "bool", "str", "choice", "pair" (two floats,
+    low <= high), "floats" (`length` floats), "strs" (list of str) or "any" (`check` alone decides)."""
+
+    kind: str
+    low: float | None = None  # lower bound (inclusive unless low_open)
+    high: float | None = None  # upper bound (inclusive unless high_open)
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False  # None is accepted
+    choices: tuple = ()  # kind "choice": the accepted values
+    length: int | None = None  # kind "floats": number of items
+    check: Any = None  # extra check: value -> error text ("" when fine)
+
+    def expected(self) -> str:
+        what = {"int": "an int", "float": "a number", "bool": "True or False", "str": "a string",
+                "pair": "a (low, high) pair of numbers with low <= high", "strs": "a list of strings",
+                "floats": f"{self.length} numbers", "any": "a valid value",
+                "choice": f"one of {self.choices!r}"}[self.kind]
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            bounds.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        if bounds:
+            what += (" with every item " if self.kind in ("pair", "floats") else " ") + " and ".join(bounds)
+        return what + (" or None" if self.optional else "")
+
+    def _in_range(self, x) -> bool:
+        return not ((self.low is not None and (x < self.low or (self.low_open and x == self.low)))
+                    or (self.high is not None and (x > self.high or (self.high_open and x == self.high))))
+
+    def normalize(self, value):
+        """The checked value (ints for "int", floats for "float", tuples for pairs) or raises TypeError/ValueError
+        (the caller adds the field name)."""
+        if value is None and self.optional:
+            return None
+        kind = self.kind
+        if kind == "choice":
+            if not any(value == c and type(value) is type(c) for c in self.choices):
+                raise ValueError
+            return value
+        if kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError
+            return bool(value)
+        if kind == "str":
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if kind == "strs":
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise TypeError
+            return list(value)
+        if kind in ("int", "float"):
+            value = _number(value, integer=kind == "int")
+            if not self._in_range(value):
+                raise ValueError
+            return value
+        if kind in ("pair", "floats"):
+            n = 2 if kind == "pair" else self.length
+            if not isinstance(value, (list, tuple)) or len(value) != n:
+                raise TypeError
+            items = tuple(_number(v, integer=False) for v in value)
+            if not all(self._in_range(v) for v in items) or (kind == "pair" and items[0] > items[1]):
+                raise ValueError
+            return items
+        return value
+
+
+def _number(value, integer: bool):
+    """int (integer=True: Python/NumPy ints only, never 2.5 or "2") or float (ints accepted) or TypeError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError
+    if integer:
+        if not isinstance(value, numbers.Integral):
+            raise TypeError
+        return int(value)
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError
+    return value
+
+
+def validate(obj, table: dict[str, Field]) -> None:
+    """Check (and normalize in place) every field of the dataclass `obj` named in `table`; ValueError naming the
+    field, the value received and what is expected."""
+    owner = type(obj).__name__
+    for name, rule in table.items():
+        value = getattr(obj, name)
+        try:
+            new = rule.normalize(value)
+            problem = rule.check(new) if rule.check is not None and new is not None else ""
+        except (TypeError, ValueError):
+            problem = rule.expected()
+        if problem:
+            raise ConfigError(f"{owner}.{name} must be {problem}, received {name}={value!r}")
+        object.__setattr__(obj, name, new)
+
+
+def missing_rules(cls, table: dict[str, Field]) -> list[str]:
+    """Fields of the dataclass `cls` without a rule in `table` (a test asserts there are none)."""
+    return sorted({f.name for f in dataclasses.fields(cls)} - set(table))
+
+
+def _is_augment(value) -> str:
+    ok = value is None or value == AUTO or isinstance(value, (AugmentConfig, AlbumentationsSpec, dict, list))
+    return "" if ok else ("an AugmentConfig, an AlbumentationsSpec, a dict of AugmentConfig fields or of "
+                          "{'transforms': [...]}, None or 'auto'")
+
+
+def _is_arrays(value) -> str:
+    return "" if isinstance(value, (tuple, list)) and len(value) == 2 else "an (images, labels) pair or None"
+
+
+def _positive(value) -> str:
+    return "" if all(v > 0 for v in value) else "three numbers > 0"
 
 
 @dataclass
@@ -66,6 +201,14 @@ class AugmentConfig:
     erase_value: Any = 0.0                     # random erasing: fill, a number or RGB triple in [0, 255], or "random" (uniform noise)
     repeats: int = 1                           # repeated augmentation: each training image appears this many times per epoch, each copy augmented differently (timm's --aug-repeats; an epoch is this many times longer); 1 = off
 
+    def __post_init__(self) -> None:
+        validate(self, AUGMENT_RULES)
+        on = [name for name in POLICIES if getattr(self, name)]
+        if len(on) > 1:
+            raise ConfigError(f"AugmentConfig: at most one automatic policy at a time, received {', '.join(on)}")
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError(f"AugmentConfig.mean and std go together, received mean={self.mean!r}, std={self.std!r}")
+
     @property
     def mixes(self) -> bool:
         """True when mixup or cutmix is enabled (labels are then float32 one-hot)."""
@@ -114,6 +257,53 @@ class AugmentConfig:
     def none(cls) -> "AugmentConfig":
         """No augmentation at all: training images get the evaluation resize + center crop."""
         return cls(random_resized_crop=False, random_crop=False, horizontal_flip=False)
+
+
+def _erase_value(value) -> str:
+    if isinstance(value, str):
+        return "" if value == "random" else "a number or RGB triple in [0, 255], or 'random'"
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    ok = len(items) in (1, 3) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 255
+                                      for v in items)
+    return "" if ok and (len(items) == 3 or not isinstance(value, (list, tuple))) else (
+        "a number or RGB triple in [0, 255], or 'random'")
+
+
+POLICIES = ("randaugment_ops", "trivial_augment", "auto_augment", "augmix_severity")  # at most one on
+
+
+AUGMENT_RULES = {
+    "random_resized_crop": Field("bool"),
+    "scale": Field("pair", low=0.0, high=1.0, low_open=True),
+    "ratio": Field("pair", low=0.0, low_open=True),
+    "random_crop": Field("bool"),
+    "crop_padding": Field("int", low=0),
+    "horizontal_flip": Field("bool"),
+    "vertical_flip": Field("bool"),
+    "rotate90": Field("bool"),
+    "brightness": Field("float", low=0.0, high=1.0),
+    "contrast": Field("float", low=0.0, high=1.0),
+    "saturation": Field("float", low=0.0, high=1.0),
+    "hue": Field("float", low=0.0, high=0.5),
+    "mixup_alpha": Field("float", low=0.0),
+    "cutmix_alpha": Field("float", low=0.0),
+    "mix_prob": Field("float", low=0.0, high=1.0),
+    "mean": Field("floats", length=3, optional=True),
+    "std": Field("floats", length=3, optional=True, check=_positive),
+    "fast_jpeg": Field("bool"),
+    "randaugment_ops": Field("int", low=0),
+    "randaugment_magnitude": Field("float", low=0.0, high=30.0),
+    "trivial_augment": Field("bool"),
+    "auto_augment": Field("bool"),
+    "augmix_severity": Field("int", low=0, high=10),
+    "augmix_width": Field("int", low=1),
+    "augmix_alpha": Field("float", low=0.0, low_open=True),
+    "erase_prob": Field("float", low=0.0, high=1.0),
+    "erase_scale": Field("pair", low=0.0, high=1.0, low_open=True, high_open=True),
+    "erase_ratio": Field("pair", low=0.0, low_open=True),
+    "erase_value": Field("any", check=_erase_value),
+    "repeats": Field("int", low=1),
+}
 
 
 @dataclass
@@ -215,24 +405,40 @@ class DataConfig:
     num_classes: int | None = None      # source "arrays": number of classes (default max label + 1)
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"DataConfig.source must be one of {SOURCES}, got {self.source!r}")
+        validate(self, DATA_RULES)
         for name in ("path", "data_dir", "manual_dir"):
             value = getattr(self, name)
-            if isinstance(value, os.PathLike):
-                value = os.fspath(value)
             if isinstance(value, str):
                 setattr(self, name, os.path.expanduser(value))
         if self.image_size is None:
             self.image_size = 32 if self.source == "digits" else 224
-        if self.image_size <= 0:
-            raise ValueError(f"DataConfig.image_size must be positive, got {self.image_size}")
-        if self.batch_size <= 0:
-            raise ValueError(f"DataConfig.batch_size must be positive, got {self.batch_size}")
-        if not 0.0 <= self.val_split < 1.0:
-            raise ValueError(f"DataConfig.val_split must be in [0, 1), got {self.val_split}")
-        if self.crop_fraction is not None and not 0.0 < self.crop_fraction <= 1.0:
-            raise ValueError(f"DataConfig.crop_fraction must be in (0, 1], got {self.crop_fraction}")
+
+
+DATA_RULES = {
+    "source": Field("choice", choices=SOURCES),
+    "name": Field("str", optional=True),
+    "path": Field("str", optional=True),
+    "data_dir": Field("str", optional=True),
+    "manual_dir": Field("str", optional=True),
+    "train_split": Field("str"),
+    "val_split_name": Field("str", optional=True),
+    "image_size": Field("int", low=1, optional=True),
+    "batch_size": Field("int", low=1),
+    "val_split": Field("float", low=0.0, high=1.0, high_open=True),
+    "augment": Field("any", check=_is_augment),
+    "crop_fraction": Field("float", low=0.0, high=1.0, low_open=True, optional=True),
+    "cache": Field("bool"),
+    "shuffle_buffer": Field("int", low=1),
+    "seed": Field("int", low=0, optional=True),
+    "drop_remainder": Field("bool"),
+    "repeat": Field("bool"),
+    "num_parallel_calls": Field("int", low=1, optional=True),
+    "ignore_errors": Field("bool"),
+    "train_arrays": Field("any", optional=True, check=_is_arrays),
+    "val_arrays": Field("any", optional=True, check=_is_arrays),
+    "class_names": Field("strs", optional=True),
+    "num_classes": Field("int", low=1, optional=True),
+}
 
 
 @dataclass

@@ -19,6 +19,7 @@ import argparse
 import glob
 import os
 import re
+import shutil
 
 import keras
 import numpy as np
@@ -37,14 +38,16 @@ def epoch_checkpoints(checkpoints_dir: str) -> list[str]:
 
 
 class EpochWeights(keras.callbacks.Callback):
-    """Saves the weights after every epoch as `epoch_NNNN.weights.h5` (1-based) in `checkpoints_dir` and deletes
-    all but the newest `keep`."""
+    """After every committed epoch, a copy of the run's last.weights.h5 (the EMA weights when on) as
+    `epoch_NNNN.weights.h5` (1-based) in the checkpoints directory; all but the newest `keep` are deleted. An epoch
+    the run's `RunCheckpoint` guard did not commit (non-finite) is not kept."""
 
-    def __init__(self, checkpoints_dir: str, keep: int):
+    def __init__(self, guard, keep: int):
         super().__init__()
         if keep < 1:
-            raise ValueError(f"EpochWeights: keep must be >= 1, got {keep!r}")
-        self.checkpoints_dir, self.keep = checkpoints_dir, int(keep)
+            raise ValueError(f"EpochWeights: keep must be >= 1, received keep={keep!r}")
+        self.guard, self.keep = guard, int(keep)
+        self.checkpoints_dir = guard.run.paths.checkpoints
         self._started = False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -55,16 +58,18 @@ class EpochWeights(keras.callbacks.Callback):
                     os.remove(path)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.guard.skip():
+            return
         path = os.path.join(self.checkpoints_dir, _EPOCH_FILE.format(epoch + 1))
-        atomic_write(path, self.model.save_weights)
+        atomic_write(path, lambda tmp: shutil.copyfile(self.guard.run.paths.last, tmp))
         for old in epoch_checkpoints(self.checkpoints_dir)[:-self.keep]:
             os.remove(old)
 
 
-def epoch_weights_callbacks(config, checkpoints_dir: str) -> list:
-    """[EpochWeights] when `config.keep_epoch_checkpoints` > 0, else []."""
+def epoch_weights_callbacks(config, guard) -> list:
+    """[EpochWeights] when `config.keep_epoch_checkpoints` > 0, else [] (`guard`: the run's RunCheckpoint)."""
     n = config.keep_epoch_checkpoints
-    return [EpochWeights(checkpoints_dir, n)] if n else []
+    return [EpochWeights(guard, n)] if n else []
 
 
 def average_weight_files(files: list[str], output: str) -> str:

@@ -1,76 +1,28 @@
-"""The callbacks of a training run and the files they write under `out_dir`.
+"""The callbacks of a training run (the files they write are described in `kgooglenet.train.run`).
 
-    out_dir/
-      config.json                  the TrainConfig of the run
-      train.log                    summary line, per-epoch metrics, resume notes
-      history.csv                  CSVLogger (one row per completed epoch, across resumes)
-      logs/                        TensorBoard
-      plots/{loss,accuracy,learning_rate}.png
-      checkpoints/best.weights.h5  ModelCheckpoint(save_best_only) on `monitor`
-      checkpoints/last.weights.h5  weights after the latest epoch
-      checkpoints/backup/          BackupAndRestore (fit) or tf.train.CheckpointManager (multi-worker loop) state
-
-Everything here is Keras' own callbacks plus three small ones: `LearningRateLogger` (adds "learning_rate" to the
-epoch logs), `EpochLogger` (one log-file line per epoch) and `PlotHistory` (re-plots the whole CSV history).
+Keras' own callbacks plus four small ones: `RunCheckpoint` (stops at the first non-finite loss and commits each
+finite epoch to the run directory, atomically: backup, history.csv, best, last), `LearningRateLogger` (adds
+"learning_rate" to the epoch logs), `EpochLogger` (one log-file line per epoch) and `PlotHistory` (re-plots the
+whole history after each committed epoch).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
-import os
 
 import keras
 
 from kgooglenet.train.averaging import epoch_weights_callbacks
-from kgooglenet.train.ema import ema_callbacks
+from kgooglenet.train.ema import ema_callback
 from kgooglenet.train.optim import current_learning_rate
-from kgooglenet.train.plots import plot_history, read_history_csv
+from kgooglenet.train.plots import plot_history
+from kgooglenet.train.run import RunDir, monitor_mode
 
 log = logging.getLogger("kgooglenet.train")
 
-
-@dataclasses.dataclass
-class RunPaths:
-    """The files of a run directory (see the module docstring)."""
-
-    out_dir: str
-    config: str
-    log_file: str
-    history_csv: str
-    log_dir: str
-    plots_dir: str
-    checkpoints: str
-    best: str
-    last: str
-    backup: str
-
-    @classmethod
-    def of(cls, out_dir: str) -> "RunPaths":
-        ck = os.path.join(out_dir, "checkpoints")
-        return cls(
-            out_dir=out_dir,
-            config=os.path.join(out_dir, "config.json"),
-            log_file=os.path.join(out_dir, "train.log"),
-            history_csv=os.path.join(out_dir, "history.csv"),
-            log_dir=os.path.join(out_dir, "logs"),
-            plots_dir=os.path.join(out_dir, "plots"),
-            checkpoints=ck,
-            best=os.path.join(ck, "best.weights.h5"),
-            last=os.path.join(ck, "last.weights.h5"),
-            backup=os.path.join(ck, "backup"),
-        )
-
-    def makedirs(self) -> None:
-        for d in (self.out_dir, self.checkpoints, self.plots_dir):
-            os.makedirs(d, exist_ok=True)
-
-
-def monitor_mode(monitor: str) -> str:
-    """"max" for accuracies, "min" for losses."""
-    return "max" if ("acc" in monitor or "top" in monitor) else "min"
+__all__ = ["RunCheckpoint", "LearningRateLogger", "EpochLogger", "BatchNormSync", "PlotHistory", "monitor_mode",
+           "resolve_monitor", "replica_callbacks", "schedule_callbacks", "make_callbacks"]
 
 
 def resolve_monitor(monitor: str, aux_heads: bool, has_val: bool) -> str:
@@ -85,37 +37,60 @@ def resolve_monitor(monitor: str, aux_heads: bool, has_val: bool) -> str:
     return prefix + name
 
 
-def best_so_far(history_csv: str, monitor: str) -> float | None:
-    """Best value of `monitor` in an existing history.csv (for ModelCheckpoint after a resume), or None."""
-    if not os.path.isfile(history_csv):
-        return None
-    values = [v for v in read_history_csv(history_csv).get(monitor, []) if not math.isnan(v)]
-    if not values:
-        return None
-    return max(values) if monitor_mode(monitor) == "max" else min(values)
+def _nonfinite(value) -> bool:
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
-def truncate_history(history_csv: str, completed_epochs: int) -> None:
-    """Keep the header and the rows of epochs < completed_epochs (a run killed between writing the CSV row and the
-    backup would otherwise repeat an epoch)."""
-    if not os.path.isfile(history_csv):
-        return
-    with open(history_csv) as f:
-        lines = f.read().splitlines()
-    if not lines:
-        return
-    kept = [lines[0]] + [line for line in lines[1:] if line and int(float(line.split(",")[0])) < completed_epochs]
-    with open(history_csv, "w") as f:
-        f.write("\n".join(kept) + "\n")
+class RunCheckpoint(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN/Inf or whose update left a non-finite weight (Keras'
+    cross-entropy clips the probabilities, so a model gone NaN can still report a finite loss) and, unlike
+    `TerminateOnNaN`, keeps that epoch out of every file: only an epoch whose losses and weights are finite is
+    committed to the `RunDir` (backup, history.csv, best, last). The other epoch-end callbacks ask `skip()`."""
 
+    def __init__(self, run: RunDir, steps_per_epoch: int, ema=None):
+        super().__init__()
+        self.run, self.steps, self.ema = run, steps_per_epoch, ema  # ema: EMAWeights (best/last hold the average)
+        self.epoch = 0
+        self._finite = None
 
-def backup_epoch(backup_dir: str) -> int:
-    """Completed epochs recorded by BackupAndRestore in `backup_dir` (0 when there is no backup)."""
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.isfile(path):
-        return 0
-    with open(path) as f:
-        return int(json.load(f).get("epoch", 0))
+    def weights_finite(self) -> bool:
+        """All of the model's variables finite: one compiled reduction (about a millisecond per batch)."""
+        if self._finite is None:
+            import tensorflow as tf
+
+            variables = [v for v in self.model.weights if "float" in str(v.dtype)]
+            self._finite = tf.function(lambda: tf.reduce_all(
+                tf.stack([tf.reduce_all(tf.math.is_finite(tf.cast(v, "float32"))) for v in variables])))
+        return bool(self._finite())
+
+    def skip(self) -> bool:
+        return self.run.nonfinite is not None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        step = self.epoch * self.steps + batch + 1
+        if loss is not None and _nonfinite(loss):
+            self.run.mark_nonfinite(self.epoch + 1, step, f"training loss {loss}")
+        elif not self.weights_finite():
+            self.run.mark_nonfinite(self.epoch + 1, step, f"non-finite weights after the update (loss {loss})")
+        if self.skip():
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        bad = [k for k, v in logs.items() if k.endswith("loss") and _nonfinite(v)]
+        if bad and not self.skip():
+            self.run.mark_nonfinite(epoch + 1, (epoch + 1) * self.steps, f"{bad[0]} {logs[bad[0]]}")
+        if self.skip():
+            self.model.stop_training = True
+            return
+        self.run.commit(self.model, epoch, logs, averaged=self.ema.averaged if self.ema else None)
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -127,9 +102,17 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """One line per epoch in the "kgooglenet.train" log (the run's train.log)."""
+    """One line per epoch in the "kgooglenet.train" log (the run's train.log); an epoch `guard` did not commit is
+    logged as such."""
+
+    def __init__(self, guard: RunCheckpoint | None = None):
+        super().__init__()
+        self.guard = guard
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.skip():
+            log.info("epoch %d: not committed (%s)", epoch + 1, self.guard.run.nonfinite[2])
+            return
         items = " ".join(f"{k}={v:.5g}" for k, v in sorted((logs or {}).items()) if isinstance(v, (int, float)))
         log.info("epoch %d: %s", epoch + 1, items)
 
@@ -157,15 +140,16 @@ class BatchNormSync(keras.callbacks.Callback):
 
 
 class PlotHistory(keras.callbacks.Callback):
-    """Re-plots the whole history.csv (all epochs, across resumes) after each epoch."""
+    """Re-plots the whole committed history (all epochs, across resumes) after each committed epoch."""
 
-    def __init__(self, history_csv: str, plots_dir: str, title: str | None = None):
+    def __init__(self, guard: RunCheckpoint, title: str | None = None):
         super().__init__()
-        self.history_csv, self.plots_dir, self.title = history_csv, plots_dir, title
+        self.guard, self.title = guard, title
 
     def on_epoch_end(self, epoch, logs=None):
-        if os.path.isfile(self.history_csv):
-            plot_history(read_history_csv(self.history_csv), self.plots_dir, self.title)
+        run = self.guard.run
+        if not self.guard.skip() and run.state.epoch:
+            plot_history(run.state.history, run.paths.plots_dir, self.title)
 
 
 def replica_callbacks(strategy) -> list:
@@ -184,40 +168,28 @@ def schedule_callbacks(config, monitor: str) -> list:
         min_lr=config.min_learning_rate)]
 
 
-def make_callbacks(config, paths: RunPaths, monitor: str, *, custom_loop: bool = False, title: str | None = None,
-                   strategy=None):
-    """The run's callbacks, in the order they must run at each epoch end: the learning rate is logged before the CSV
-    row, the checkpoints and the resume backup come right after it (a run killed between the CSV row and the backup
-    redoes that epoch: `truncate_history` drops the row on resume), TensorBoard and the plots last.
-
-    `custom_loop=True` leaves out BackupAndRestore (the multi-worker loop keeps its own tf.train.CheckpointManager).
-    `strategy` with several replicas adds `BatchNormSync` (first, so checkpoints hold the averaged statistics).
-    """
-    mode = monitor_mode(monitor)
-    ema_in, ema_out = ema_callbacks(config)  # the EMA weights are in the model for the checkpoints between them
-    callbacks = replica_callbacks(strategy) + [
-        LearningRateLogger(),
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(paths.history_csv, append=True),
-        EpochLogger(),
-        *ema_in,
-        keras.callbacks.ModelCheckpoint(
-            paths.best, monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True,
-            initial_value_threshold=best_so_far(paths.history_csv, monitor),
-        ),
-        keras.callbacks.ModelCheckpoint(paths.last, save_weights_only=True),
-        *epoch_weights_callbacks(config, paths.checkpoints),
-        *ema_out,
-    ]
+def make_callbacks(config, run: RunDir, monitor: str, steps_per_epoch: int, *, title: str | None = None,
+                   strategy=None) -> list:
+    """The run's callbacks, in the order they must run at each epoch end: BatchNormSync first (`strategy` with several
+    replicas: checkpoints hold the averaged statistics), the learning rate into the logs, then `RunCheckpoint` (the
+    non-finite guard and the commit of the epoch), the log line, schedule and early stopping, TensorBoard and the
+    plots last (slow, and nothing to resume from). The same list serves `fit` and the multi-worker custom loop."""
+    ema = ema_callback(config)
+    guard = RunCheckpoint(run, steps_per_epoch, ema=ema)
+    callbacks = replica_callbacks(strategy) + [*([ema] if ema else []), LearningRateLogger(), guard,
+                                               EpochLogger(guard), *epoch_weights_callbacks(config, guard)]
     callbacks += schedule_callbacks(config, monitor)
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, mode=mode, patience=config.early_stopping_patience,
+            monitor=monitor, mode=monitor_mode(monitor), patience=config.early_stopping_patience,
             min_delta=config.early_stopping_min_delta, restore_best_weights=False))
-    if not custom_loop:  # as early as possible: the slower TensorBoard/plot writes come after
-        callbacks.append(keras.callbacks.BackupAndRestore(paths.backup, save_freq="epoch", delete_checkpoint=False))
     if config.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(paths.log_dir, write_graph=False, profile_batch=0))
+        callbacks.append(keras.callbacks.TensorBoard(run.paths.log_dir, write_graph=False, profile_batch=0))
     if config.plots:
-        callbacks.append(PlotHistory(paths.history_csv, paths.plots_dir, title))
+        callbacks.append(PlotHistory(guard, title))
     return callbacks
+
+
+def early_stopped(callbacks) -> bool:
+    """True when an EarlyStopping among `callbacks` stopped the run."""
+    return any(isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch > 0 for c in callbacks)

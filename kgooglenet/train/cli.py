@@ -12,9 +12,10 @@ config = apply_flags(TrainConfig(), args)
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 
-from kgooglenet.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig
+from kgooglenet.data.config import ConfigError
+from kgooglenet.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig, with_overrides
 
 # flag dest -> TrainConfig field ("data." prefix: a DataConfig field)
 FLAG_FIELDS = {
@@ -74,31 +75,37 @@ def add_train_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run")
     p.add_argument("--seed", type=int)
     p.add_argument("--verbose", type=int, choices=(0, 1, 2))
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                   help="any config field, dotted for nested ones (data.batch_size=64, data.augment.hue=0.1, "
+                        "clipnorm=1.0); VALUE is JSON (3, 0.5, true, null, [0.5, 1.0]) or else a string")
     return p
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """"data.batch_size=64" -> ("data.batch_size", 64); a VALUE that is not JSON stays a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects FIELD=VALUE, received {text!r}")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
 
 
 def apply_flags(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
     """`config` (or the `--config` file when given) with every flag that was set applied."""
     if getattr(args, "config", None):
         config = TrainConfig.from_json(args.config)
-    top, data = {}, {}
-    for dest, field in FLAG_FIELDS.items():
-        value = getattr(args, dest, None)
-        if value is None:
-            continue
-        if field.startswith("data."):
-            data[field[5:]] = value
-        else:
-            top[field] = value
+    overrides = {field: getattr(args, dest) for dest, field in FLAG_FIELDS.items()
+                 if getattr(args, dest, None) is not None}
     if getattr(args, "adversarial", False):
-        top["adversarial"] = True
+        overrides["adversarial"] = True
     if getattr(args, "no_aux", False):
-        top["aux_heads"] = False
+        overrides["aux_heads"] = False
     if getattr(args, "fresh", False):
-        top["resume"] = False
-    if data:
-        top["data"] = dataclasses.replace(config.data, **data)
-    return dataclasses.replace(config, **top)
+        overrides["resume"] = False
+    overrides.update(parse_override(text) for text in getattr(args, "overrides", None) or [])
+    return with_overrides(config, overrides)
 
 
 def print_result(result) -> None:
@@ -107,9 +114,36 @@ def print_result(result) -> None:
     print(f"done: {result.epochs_run} epochs in {result.seconds:.0f} s; best {result.monitor} = {best}")
     print(f"  run directory   {result.out_dir}")
     print(f"  best weights    {result.best_checkpoint}")
+    if result.model_file:
+        print(f"  model           {result.model_file}  (kgooglenet.load_model; export/evaluate/predict take the run dir)")
     print(f"  history         {result.history_csv}")
     print(f"  log             {result.log_file}")
     if result.log_dir:
         print(f"  TensorBoard     tensorboard --logdir {result.log_dir}")
     for name, path in sorted(result.plots.items()):
         print(f"  plot {name:<14}{path}")
+
+
+def exit_code(result) -> int:
+    """0, or 3 with the one-line reason printed to stderr when the run stopped on a non-finite loss."""
+    if result is not None and result.stopped_on_nonfinite:
+        import sys
+
+        from kgooglenet.train.run import nonfinite_advice
+
+        print(nonfinite_advice(result), file=sys.stderr, flush=True)
+        return 3
+    return 0
+
+
+def run_main(main, argv) -> None:
+    """`sys.exit` of a recipe's `main(argv)`: 3 after a non-finite loss (see `exit_code`), 2 with one line for a
+    config error (a bad value, or a changed config in a run directory it would resume), else 0."""
+    import sys
+
+    try:
+        result = main(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(exit_code(result))

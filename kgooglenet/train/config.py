@@ -24,7 +24,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgooglenet.data.config import AlbumentationsSpec, AugmentConfig, DataConfig
+from kgooglenet.data.config import AlbumentationsSpec, AugmentConfig, ConfigError, DataConfig, Field, validate
+from kgooglenet.saving import atomic_write
+from kgooglenet.specs import PREPROCESSING, VARIANTS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "poly", "cosine", "plateau")
@@ -121,40 +123,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
             self.data = _data_config_from_dict(self.data)
-        if not isinstance(self.data, DataConfig):
-            raise ValueError(f"TrainConfig.data must be a kgooglenet.data.DataConfig, got {type(self.data).__name__}")
-        choices = {
-            "variant": ("paper", "bn", "cifar"),
-            "optimizer": OPTIMIZERS,
-            "schedule": SCHEDULES,
-            "precision": PRECISIONS,
-            "strategy": STRATEGIES,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        positive = {"width": self.width, "learning_rate": self.learning_rate, "epochs": self.epochs,
-                    "steps_per_execution": self.steps_per_execution}
-        for name, value in positive.items():
-            if value is None or value <= 0:
-                raise ValueError(f"TrainConfig.{name} must be positive, got {value!r}")
-        for name in ("steps_per_epoch", "validation_steps", "num_classes", "early_stopping_patience"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"TrainConfig.{name} must be None or >= 1, got {value!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if self.weight_decay < 0 or self.aux_weight < 0 or self.warmup_epochs < 0:
-            raise ValueError(
-                "TrainConfig.weight_decay, aux_weight and warmup_epochs must be >= 0, got "
-                f"{self.weight_decay!r}, {self.aux_weight!r}, {self.warmup_epochs!r}"
-            )
-        if not 0.0 < self.adversarial_fraction <= 1.0:
-            raise ValueError(f"TrainConfig.adversarial_fraction must be in (0, 1], got {self.adversarial_fraction!r}")
-        if self.fgsm_epsilon < 0:
-            raise ValueError(f"TrainConfig.fgsm_epsilon must be >= 0 (pixels), got {self.fgsm_epsilon!r}")
-        if not isinstance(self.lr_mult, dict) or any(float(v) < 0 for v in self.lr_mult.values()):
-            raise ValueError(f"TrainConfig.lr_mult must be a dict of layer name -> multiplier >= 0, got {self.lr_mult!r}")
+        validate(self, TRAIN_RULES)
         self.lr_mult = {str(k): float(v) for k, v in self.lr_mult.items()}
         if (self.schedule == "plateau" and self.precision == "mixed_float16"
                 and any(v not in (0.0, 1.0) for v in self.lr_mult.values())):
@@ -163,14 +132,6 @@ class TrainConfig:
                 "is not supported (Keras' ReduceLROnPlateau cannot reach the per-multiplier optimizers through the "
                 "loss-scale optimizer); use schedule 'step', 'poly' or 'cosine', or precision 'mixed_bfloat16'"
             )
-        if not isinstance(self.gradient_accumulation_steps, int) or self.gradient_accumulation_steps < 1:
-            raise ValueError(f"TrainConfig.gradient_accumulation_steps must be an int >= 1 (1 = off), got {self.gradient_accumulation_steps!r}")
-        if not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"TrainConfig.ema_decay must be in (0, 1) (e.g. 0.999), got {self.ema_decay!r}")
-        if not isinstance(self.keep_epoch_checkpoints, int) or self.keep_epoch_checkpoints < 0:
-            raise ValueError(f"TrainConfig.keep_epoch_checkpoints must be an int >= 0 (0 = none), got {self.keep_epoch_checkpoints!r}")
-        if self.jit_compile not in ("auto", True, False):
-            raise ValueError(f"TrainConfig.jit_compile must be 'auto', True or False, got {self.jit_compile!r}")
 
     # --- (de)serialization ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -191,9 +152,11 @@ class TrainConfig:
         """The config as indented JSON; also written to `path` when given (directories are created)."""
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False)
         if path is not None:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with open(path, "w") as f:
-                f.write(text + "\n")
+            def write(tmp):
+                with open(tmp, "w") as f:
+                    f.write(text + "\n")
+
+            atomic_write(path, write)
         return text
 
     @classmethod
@@ -204,7 +167,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"TrainConfig: unknown keys {unknown}; expected some of {sorted(known)}")
+            raise ConfigError(f"TrainConfig: unknown keys {unknown}; expected some of {sorted(known)}")
         values = dict(values)
         if "data" in values and isinstance(values["data"], dict):
             values["data"] = _data_config_from_dict(values["data"])
@@ -226,6 +189,102 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+def _lr_mult(value) -> str:
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+        for k, v in value.items())
+    return "" if ok else "a dict of layer name -> multiplier >= 0 (0 freezes the layer)"
+
+
+def _is_data(value) -> str:
+    return "" if isinstance(value, DataConfig) else "a kgooglenet.data.DataConfig (or a dict of its fields)"
+
+
+# One rule per field (see kgooglenet.data.config.Field); a new TrainConfig field adds its line here.
+TRAIN_RULES = {
+    "data": Field("any", check=_is_data),
+    "variant": Field("choice", choices=tuple(VARIANTS)),
+    "width": Field("float", low=0.0, low_open=True),
+    "aux_heads": Field("bool"),
+    "aux_weight": Field("float", low=0.0),
+    "num_classes": Field("int", low=1, optional=True),
+    "weights": Field("str", optional=True),
+    "dropout": Field("float", low=0.0, high=1.0, high_open=True, optional=True),
+    "aux_dropout": Field("float", low=0.0, high=1.0, high_open=True, optional=True),
+    "preprocessing": Field("choice", choices=("auto", *PREPROCESSING), optional=True),
+    "optimizer": Field("choice", choices=OPTIMIZERS),
+    "learning_rate": Field("float", low=0.0, low_open=True),
+    "momentum": Field("float", low=0.0, high=1.0, high_open=True),
+    "nesterov": Field("bool"),
+    "weight_decay": Field("float", low=0.0),
+    "decay_all": Field("bool"),
+    "label_smoothing": Field("float", low=0.0, high=1.0, high_open=True),
+    "clipnorm": Field("float", low=0.0, low_open=True, optional=True),
+    "schedule": Field("choice", choices=SCHEDULES),
+    "warmup_epochs": Field("float", low=0.0),
+    "step_decay_rate": Field("float", low=0.0, high=1.0, low_open=True),
+    "step_decay_epochs": Field("float", low=0.0, low_open=True),
+    "poly_power": Field("float", low=0.0),
+    "min_learning_rate": Field("float", low=0.0),
+    "plateau_factor": Field("float", low=0.0, high=1.0, low_open=True, high_open=True),
+    "plateau_patience": Field("int", low=0),
+    "epochs": Field("int", low=1),
+    "steps_per_epoch": Field("int", low=1, optional=True),
+    "validation_steps": Field("int", low=1, optional=True),
+    "steps_per_execution": Field("int", low=1),
+    "gradient_accumulation_steps": Field("int", low=1),
+    "ema": Field("bool"),
+    "ema_decay": Field("float", low=0.0, high=1.0, low_open=True, high_open=True),
+    "precision": Field("choice", choices=PRECISIONS),
+    "strategy": Field("choice", choices=STRATEGIES),
+    "devices": Field("strs", optional=True),
+    "jit_compile": Field("choice", choices=("auto", True, False)),
+    "seed": Field("int", low=0, optional=True),
+    "out_dir": Field("str"),
+    "resume": Field("bool"),
+    "keep_epoch_checkpoints": Field("int", low=0),
+    "monitor": Field("str"),
+    "early_stopping_patience": Field("int", low=1, optional=True),
+    "early_stopping_min_delta": Field("float", low=0.0),
+    "tensorboard": Field("bool"),
+    "plots": Field("bool"),
+    "verbose": Field("choice", choices=(0, 1, 2)),
+    "freeze_until": Field("str", optional=True),
+    "lr_mult": Field("any", check=_lr_mult),
+    "freeze_bn": Field("bool"),
+    "adversarial": Field("bool"),
+    "fgsm_epsilon": Field("float", low=0.0),
+    "adversarial_fraction": Field("float", low=0.0, high=1.0, low_open=True),
+}
+
+
+def with_overrides(config: TrainConfig, overrides: dict) -> TrainConfig:
+    """`config` with dotted-name overrides applied ({"epochs": 3, "data.batch_size": 64, "data.augment.hue": 0.1}),
+    each checked like a constructor argument; an unknown name raises ValueError naming it."""
+    top, data, augment = {}, {}, {}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    aug_fields = {f.name for f in dataclasses.fields(AugmentConfig)}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if len(parts) == 1 and key in fields and key != "data":
+            top[key] = value
+        elif len(parts) == 2 and parts[0] == "data" and parts[1] in data_fields:
+            data[parts[1]] = value
+        elif len(parts) == 3 and parts[:2] == ["data", "augment"] and parts[2] in aug_fields:
+            augment[parts[2]] = value
+        else:
+            raise ConfigError(f"TrainConfig: unknown field {key!r} (received {key}={value!r}); expected a TrainConfig "
+                             f"field, data.<DataConfig field> or data.augment.<AugmentConfig field>")
+    if augment:
+        base = config.data.augment
+        data["augment"] = (dataclasses.replace(base, **augment) if isinstance(base, AugmentConfig)
+                           else AugmentConfig(**augment))
+    if data:
+        top["data"] = dataclasses.replace(config.data, **data)
+    return dataclasses.replace(config, **top)
+
+
 def _tuple_fields(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls) if "tuple" in str(f.type)}
 
@@ -234,13 +293,17 @@ def _data_config_from_dict(values: dict) -> DataConfig:
     known = {f.name for f in dataclasses.fields(DataConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"TrainConfig.data: unknown keys {unknown}; expected some of {sorted(known)}")
+        raise ConfigError(f"TrainConfig.data: unknown keys {unknown}; expected some of {sorted(known)}")
     values = dict(values)
     augment = values.get("augment")
     if isinstance(augment, dict):
         if "transforms" in augment:
             values["augment"] = AlbumentationsSpec.from_dict(augment)
         else:
+            unknown = sorted(set(augment) - {f.name for f in dataclasses.fields(AugmentConfig)})
+            if unknown:
+                raise ConfigError(f"TrainConfig.data.augment: unknown keys {unknown}; expected some of "
+                                 f"{sorted(f.name for f in dataclasses.fields(AugmentConfig))}")
             tuples = _tuple_fields(AugmentConfig)
             values["augment"] = AugmentConfig(
                 **{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in augment.items()})

@@ -4,10 +4,10 @@ Keras 3 `model.fit` fails under `MultiWorkerMirroredStrategy` (keras-team/keras#
 this loop: the model's own `train_step` / `test_step` (losses, aux weights, L2, FGSM, loss scaling, metrics) run
 under `strategy.run` in a `tf.function`; the data come from `strategy.distribute_datasets_from_function` (each worker
 reads its shard with the per-replica batch); Keras callbacks (CSV, TensorBoard, best checkpoint, early stopping,
-TerminateOnNaN, plots, progress bar) run on every worker, with non-chief workers writing into temporary directories
-that are deleted at the end - the usual MultiWorkerMirroredStrategy pattern (saving runs collectives, so every worker
-must save). Resume state is a `tf.train.CheckpointManager` (model, optimizer, completed epochs) in
-out_dir/checkpoints/backup, written by the chief and restored by every worker from there (shared file system).
+the non-finite guard, plots, progress bar) run on every worker, with non-chief workers writing into temporary
+directories that are deleted at the end - the usual MultiWorkerMirroredStrategy pattern (every worker saves). The run
+directory is the same `RunDir` as `fit`'s (atomic checkpoints, config check, resume from the newest good state),
+written by the chief and restored by every worker from there (shared file system).
 
 The loop also runs under any other strategy (`train_custom_loop(config, strategy)`), which the tests use to compare it
 with `fit`.
@@ -24,17 +24,15 @@ import tensorflow as tf
 
 from kgooglenet.data import make_datasets
 from kgooglenet.train import callbacks as cb
-from kgooglenet.train.config import TrainConfig
-from kgooglenet.train.loop import (
-    _RunLog,
+from kgooglenet.train.build import (
     build_model_and_compile,
-    finish,
     log,
     prepare_datasets,
     resolve_num_classes,
-    start_run_dir,
     summary_line,
 )
+from kgooglenet.train.config import TrainConfig
+from kgooglenet.train.run import RunDir
 from kgooglenet.train.strategy import cleanup_worker_dir, is_chief, make_strategy, worker_dir
 
 
@@ -81,12 +79,13 @@ class CustomLoop:
             callbacks.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
-        if self.val_iter is not None:
+        if self.val_iter is not None and not model.stop_training:
             callbacks.on_test_begin()  # BatchNormSync averages the BN statistics over replicas here
             model.reset_metrics()
             val = {}
             for _ in range(self.val_steps):
                 val = self.test_step(self.val_iter)
+            callbacks.on_test_end()  # as fit does: EMAWeights swaps the training weights back here
             logs.update({f"val_{k}": v for k, v in _to_float(val).items()})
         return logs
 
@@ -111,16 +110,13 @@ def train_custom_loop(config: TrainConfig, strategy=None, callbacks=()):
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     own_dir = worker_dir(config.out_dir, chief)
-    paths, chief_paths = cb.RunPaths.of(own_dir), cb.RunPaths.of(config.out_dir)
+    run = RunDir(own_dir, shared_dir=config.out_dir, writer=chief)
     wconfig = dataclasses.replace(config, out_dir=own_dir)
     if not chief:  # their files are thrown away: skip the costly ones
         wconfig = dataclasses.replace(wconfig, plots=False, tensorboard=False)
     try:
-        if chief:
-            start_run_dir(config, paths, lambda: 0)
-        else:
-            paths.makedirs()
-        with _RunLog(paths.log_file):
+        run.prepare(config)  # every worker refuses a changed config; the chief alone wipes for a fresh start
+        with run.log():
             bundle = make_datasets(config.data)
             num_classes = resolve_num_classes(config, bundle)
             steps = int(config.steps_per_epoch or bundle.steps_per_epoch)
@@ -142,29 +138,18 @@ def train_custom_loop(config: TrainConfig, strategy=None, callbacks=()):
                 sample_ds, _ = prepare_datasets(config, bundle, num_classes)
                 # What fit does before its first step: build the compiled losses and metrics symbolically.
                 model._symbolic_build(data_batch=_symbolic_batch(sample_ds))
-                epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
-            checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
-            manager = tf.train.CheckpointManager(checkpoint, paths.backup, max_to_keep=1)
-            latest = tf.train.latest_checkpoint(chief_paths.backup) if config.resume else None
-            if latest:
-                checkpoint.restore(latest).assert_existing_objects_matched()
-            done = int(epoch_var.numpy())
-            if chief:
-                cb.truncate_history(paths.history_csv, done)
             monitor = cb.resolve_monitor(config.monitor, config.aux_heads, bundle.val is not None)
-            if chief:
-                config.to_json(paths.config)
+            done = run.restore(model, monitor, config.resume).epoch
+            run.write_config(config)
             line = summary_line(f"{type(strategy).__name__} ({kind}, custom loop)", strategy.num_replicas_in_sync,
                                 config, steps, model, done)
             if chief:
                 print(line, flush=True)
             log.info(line)
-            history_cb = keras.callbacks.History()
+            run_callbacks = cb.make_callbacks(wconfig, run, monitor, steps, title=model.name, strategy=strategy)
             callback_list = keras.callbacks.CallbackList(
-                cb.make_callbacks(wconfig, paths, monitor, custom_loop=True, title=model.name, strategy=strategy)
-                + list(callbacks) + [history_cb],
-                add_history=False, add_progbar=bool(config.verbose) and chief, model=model,
-                verbose=config.verbose, epochs=config.epochs, steps=steps,
+                run_callbacks + list(callbacks), add_history=False, add_progbar=bool(config.verbose) and chief,
+                model=model, verbose=config.verbose, epochs=config.epochs, steps=steps,
             )
             loop = CustomLoop(strategy, model, train_dist, val_dist, steps, val_steps)
             model.stop_training = False
@@ -172,17 +157,16 @@ def train_custom_loop(config: TrainConfig, strategy=None, callbacks=()):
             for epoch in range(done, config.epochs):
                 logs = loop.run_epoch(callback_list, epoch)
                 callback_list.on_epoch_end(epoch, logs)
-                epoch_var.assign(epoch + 1)
-                manager.save()
                 if model.stop_training:
                     break
             callback_list.on_train_end()
-            result = finish(wconfig, paths, model, monitor, bundle, num_classes, done, started, history_cb.history)
+            result = run.finish(wconfig, model, bundle, num_classes, done, started, cb.early_stopped(run_callbacks))
     finally:
         cleanup_worker_dir(own_dir, chief)
     if not chief:
+        shared = run.shared
         result = dataclasses.replace(
-            result, out_dir=chief_paths.out_dir, best_checkpoint=chief_paths.best, last_checkpoint=chief_paths.last,
-            log_dir=chief_paths.log_dir, history_csv=chief_paths.history_csv, log_file=chief_paths.log_file,
-            plots={}, config_path=chief_paths.config)
+            result, out_dir=shared.out_dir, best_checkpoint=shared.best, last_checkpoint=shared.last,
+            log_dir=shared.log_dir, history_csv=shared.history_csv, log_file=shared.log_file,
+            plots={}, config_path=shared.config, model_file=shared.model)
     return result

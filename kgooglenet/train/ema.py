@@ -1,37 +1,35 @@
 """EMA of the weights in a run: which weights validation, checkpoints, resume and the returned model see.
 
 The average itself is Keras' (`TrainConfig.ema` sets the optimizer's `use_ema`/`ema_momentum`: after every batch
-`average = decay * average + (1 - decay) * weights`, started at the weights by the first step). Keras'
-`SwapEMAWeights` swaps the average into the model around each validation. Its `swap_on_epoch` would also leave the
-average in the model through every epoch-end callback, BackupAndRestore included: the backup would then hold the
-average as the weights and the weights as the average, and a resumed run would train on from the average. So
-`ema_callbacks` returns two callbacks sharing one swap: the first (placed before the best/last checkpoints) swaps the
-average in, the second (placed after them, before the backup) swaps it back, and at the end of training the model is
-left holding the average (what `TrainResult.model`, evaluate and export use).
+`average = decay * average + (1 - decay) * weights`, started at the weights by the first step). `EMAWeights` is
+Keras' `SwapEMAWeights` (the average in the model during every validation) plus `averaged()`, the average in the
+model for a block of code: the run commits each epoch's backup with the training weights (the optimizer's state
+holds the average, so a resume restores both) and writes best/last inside `averaged()`. Keras' own
+`swap_on_epoch=True` would leave the average in the model through every epoch-end callback, the backup included,
+and a resumed run would train on from the average. At the end of training the model keeps the average (what
+`TrainResult.model`, evaluate and export use).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 
 
-class EMASwapIn(keras.callbacks.SwapEMAWeights):
-    """Keras' SwapEMAWeights (average in the model during validation) that also swaps the average in at each
-    epoch end, for the checkpoints after it; `EMASwapOut` swaps it back. At the end of training the model keeps
-    the average."""
+class EMAWeights(keras.callbacks.SwapEMAWeights):
+    """The average in the model during validation (Keras) and inside `averaged()`; the model keeps it at the end."""
 
     def __init__(self):
         super().__init__(swap_on_epoch=False)
 
-    def on_epoch_end(self, epoch, logs=None):
-        if not self._ema_weights_in_model:
+    @contextlib.contextmanager
+    def averaged(self):
+        self._swap_variables()
+        try:
+            yield
+        finally:
             self._swap_variables()
-            self._ema_weights_in_model = True
-
-    def swap_out(self):
-        if self._ema_weights_in_model:
-            self._swap_variables()
-            self._ema_weights_in_model = False
 
     def on_train_end(self, logs=None):
         # fit() already copied the average into the weights for a plain optimizer (finalize_variable_values);
@@ -43,24 +41,9 @@ def _copy_average_in(optimizer):
     optimizer._overwrite_model_variables_with_average_value(optimizer._trainable_variables)
 
 
-class EMASwapOut(keras.callbacks.Callback):
-    """Swaps the training weights back after the epoch-end checkpoints (see `EMASwapIn`)."""
-
-    def __init__(self, swap_in: EMASwapIn):
-        super().__init__()
-        self.swap_in = swap_in
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.swap_in.swap_out()
-
-
-def ema_callbacks(config) -> tuple[list, list]:
-    """([EMASwapIn], [EMASwapOut]) with `config.ema`, else ([], []): the first list goes right before the run's
-    checkpoint callbacks, the second right after them (before BackupAndRestore)."""
-    if not config.ema:
-        return [], []
-    swap_in = EMASwapIn()
-    return [swap_in], [EMASwapOut(swap_in)]
+def ema_callback(config) -> EMAWeights | None:
+    """`EMAWeights` with `config.ema`, else None."""
+    return EMAWeights() if config.ema else None
 
 
 def ema_weights(model) -> list:

@@ -13,7 +13,6 @@ Example (command line):
 
 from __future__ import annotations
 
-import os
 import zipfile
 
 import numpy as np
