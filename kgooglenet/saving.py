@@ -73,6 +73,9 @@ def atomic_write(path: str, write) -> str:
         os.remove(stale)  # left by a writer killed before its rename (one writer per target)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600: give the file the mode open() would
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
