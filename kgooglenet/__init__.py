@@ -2,7 +2,7 @@
 
 Public names: `GoogLeNet` and its helpers, `preprocess_input` / `decode_predictions` (keras.applications' pair),
 `make_datasets`/`DataConfig`, `train`/`TrainConfig` (`kgooglenet.train` is the training package and is itself
-callable: `kgooglenet.train(config)`), `export_savedmodel`, the converters; the modules `kgooglenet.evaluate`
+callable: `kgooglenet.train(config)`), `export_savedmodel`, `load_model`/`model_info` (a run directory or `.keras` file), the converters; the modules `kgooglenet.evaluate`
 (`evaluate`, crops, ensembles) and `kgooglenet.predict`.
 """
 
@@ -18,6 +18,7 @@ from kgooglenet.model import (
 from kgooglenet import evaluate, predict, train  # modules; kgooglenet.train is callable  # noqa: I001
 from kgooglenet.data import DataConfig, make_datasets
 from kgooglenet.export import export_savedmodel
+from kgooglenet.saving import load_model, model_info
 from kgooglenet.train import TrainConfig
 from kgooglenet.weights import decode_predictions
 from kgooglenet.weights.caffe import convert_caffe
@@ -40,6 +41,8 @@ __all__ = [
     "train",
     "TrainConfig",
     "export_savedmodel",
+    "load_model",
+    "model_info",
     "convert_caffe",
     "convert_torchvision",
     "evaluate",

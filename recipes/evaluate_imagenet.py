@@ -41,7 +41,7 @@ def imagenet_val(args):
 
 
 def imagenet_models(names):
-    """The installed named weight sets among `names` (missing ones are reported): Caffe's with its trained aux heads,
+    """The named weight sets among `names` (downloaded on first use; ones that cannot be had are reported): Caffe's with its trained aux heads,
     torchvision's as its main classifier only."""
     from kgooglenet import GoogLeNet, inference_model
     from kgooglenet.weights import NAMED_WEIGHTS, resolve_weights
@@ -51,7 +51,7 @@ def imagenet_models(names):
         spec = NAMED_WEIGHTS[name]
         try:
             meta = resolve_weights(name, spec.variant).metadata or {}
-        except FileNotFoundError as e:
+        except OSError as e:  # not installed, and its download failed (WeightsDownloadError) or was not possible
             print(f"skipping {name}: {str(e).splitlines()[0][:300]}")
             continue
         # the sidecar says whether the file holds the aux heads (trained in Caffe's, untrained in torchvision's)

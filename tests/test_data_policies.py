@@ -132,13 +132,13 @@ def test_policies_run_in_the_pipeline_deterministically():
 
 @pytest.mark.parametrize("fields,match", [
     (dict(randaugment_ops=-1), "randaugment_ops must be an int >= 0.*-1"),
-    (dict(randaugment_magnitude=31), r"randaugment_magnitude must be in \[0, 30\], got 31"),
-    (dict(augmix_severity=11), "augmix_severity must be an int in .*got 11"),
+    (dict(randaugment_magnitude=31), "randaugment_magnitude must be a number >= 0 and <= 30, received .*=31"),
+    (dict(augmix_severity=11), "augmix_severity must be an int >= 0 and <= 10, received .*=11"),
     (dict(randaugment_ops=2, trivial_augment=True), "at most one automatic policy.*randaugment_ops, trivial_augment"),
-    (dict(erase_prob=1.5), r"erase_prob must be in \[0, 1\], got 1.5"),
-    (dict(erase_scale=(0.5, 0.2)), "erase_scale must satisfy"),
+    (dict(erase_prob=1.5), "erase_prob must be a number >= 0 and <= 1, received erase_prob=1.5"),
+    (dict(erase_scale=(0.5, 0.2)), r"erase_scale must be a \(low, high\) pair of numbers with low <= high"),
     (dict(erase_value="noise"), "erase_value must be .*'noise'"),
-    (dict(repeats=0), "repeats must be an int >= 1.*got 0"),
+    (dict(repeats=0), "repeats must be an int >= 1, received repeats=0"),
 ])
 def test_bad_fields_name_the_field_and_value(fields, match):
     with pytest.raises(ValueError, match="AugmentConfig." + match if not match.startswith("at most") else match):

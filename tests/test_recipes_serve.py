@@ -9,10 +9,12 @@ import os
 
 import numpy as np
 import pytest
+import weights_helpers
 from harness import load_recipe
 
 from kgooglenet import GoogLeNet, inference_model
 from kgooglenet.evaluate import evaluate, image_files_dataset
+from kgooglenet.weights.cache import URL_ENV
 from kgooglenet.weights.conversion import save_converted
 from kgooglenet.weights.imagenet import class_index
 
@@ -37,6 +39,7 @@ def imagenet_folder(tmp_path_factory):
 
 def test_evaluate_imagenet_recipe_on_a_stand_in_folder(imagenet_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv(URL_ENV, weights_helpers.closed_port_url())  # imagenet-caffe is not installed: never the internet
     model = GoogLeNet("bn", preprocessing="torchvision")  # random weights in torchvision's layout
     out = str(tmp_path / "googlenet_torchvision.weights.h5")
     save_converted(model, out, source="torchvision", input_path=__file__, variant="bn", preprocessing="torchvision",

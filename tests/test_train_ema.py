@@ -145,7 +145,7 @@ def test_average_checkpoints_is_the_mean_of_the_files(tmp_path):
 @pytest.mark.parametrize("field,value", [("ema_decay", 1.0), ("gradient_accumulation_steps", 0),
                                          ("keep_epoch_checkpoints", -1)])
 def test_bad_values_name_the_field(field, value):
-    with pytest.raises(ValueError, match=f"TrainConfig.{field} .*got {value!r}"):
+    with pytest.raises(ValueError, match=f"TrainConfig.{field} .*received {field}={value!r}"):
         TrainConfig(**{field: value})
 
 

@@ -133,6 +133,10 @@ def test_train_writes_the_run_files_and_resumes_a_finished_run(tmp_path, capsys)
         assert os.path.isfile(path), path
     assert sorted(result.plots) == ["accuracy", "learning_rate", "loss"]
     assert all(open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for p in result.plots.values())
+    samples = os.path.join(result.out_dir, "plots", "samples.png")  # written at the start, before the first epoch
+    assert open(samples, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    steps = open(os.path.join(result.out_dir, "learning_rate_steps.csv")).read().splitlines()
+    assert steps[0] == "step,epoch,learning_rate" and [int(r.split(",")[0]) for r in steps[1:]] == [1, 2, 3, 4, 5, 6]
     assert any(f.startswith("events.out.tfevents") for _, _, files in os.walk(result.log_dir) for f in files)
     log = open(result.log_file).read()
     assert "replicas 1" in log and "epoch 2:" in log

@@ -14,9 +14,14 @@ from kgooglenet.train.cli import add_train_flags, apply_flags
 from kgooglenet.train.config import TRAIN_RULES
 
 
-def bad_values(rule):
+ANY_BAD = {"erase_value": ["noise", [1, 2]]}  # "any" fields whose own check accepts numbers
+
+
+def bad_values(rule, name=None):
     """A wrong-type value and, where the rule has bounds or choices, an out-of-range one."""
     kind = rule.kind
+    if kind == "any" and name in ANY_BAD:
+        return list(ANY_BAD[name])
     wrong = {"int": ["3", 2.5, True], "float": ["abc", True], "bool": ["yes", 1], "str": [3], "choice": ["nope"],
              "pair": [[0.5], "ab"], "floats": [[1.0, 2.0]], "strs": ["cpu"], "any": [3.5]}[kind]
     if rule.low is not None and kind in ("int", "float"):
@@ -30,7 +35,7 @@ def bad_values(rule):
 
 def cases(cls, table, nested=None):
     return [pytest.param(cls, name, value, nested, id=f"{cls.__name__}.{name}={value!r}")
-            for name, rule in table.items() for value in bad_values(rule)]
+            for name, rule in table.items() for value in bad_values(rule, name)]
 
 
 CASES = (cases(TrainConfig, TRAIN_RULES) + cases(DataConfig, DATA_RULES, "data")

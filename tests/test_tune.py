@@ -206,13 +206,13 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
 
 # --- the space is checked when made -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("make, words", [
-    (lambda: Hyperparameter("learning_rate", "float", low=-1.0, high=0.1), ["'learning_rate'", "low=-1.0", "positive"]),
+    (lambda: Hyperparameter("learning_rate", "float", low=-1.0, high=0.1), ["'learning_rate'", "low=-1.0", "a number > 0"]),
     (lambda: Hyperparameter("learning_rate", "float", low="abc", high=0.1), ["'learning_rate'", "'abc'", "number"]),
     (lambda: Hyperparameter("batch_size", "choice", values=("32", 64)), ["'batch_size'", "'32'", "integer"]),
     (lambda: Hyperparameter("batch_size", "float", low=8, high=64), ["'batch_size'", "float range", "'int'"]),
     (lambda: Hyperparameter("epochs", "int", low=1, high=2.5), ["'epochs'", "high=2.5", "integer"]),
     (lambda: Hyperparameter("label_smoothing", "float", low=0.0, high=1.5),
-     ["'label_smoothing'", "high=1.5", "[0, 1)"]),
+     ["'label_smoothing'", "high=1.5", ">= 0 and < 1"]),
     (lambda: Hyperparameter("optimizer", "choice", values=("sgd", "rmsprop")), ["'optimizer'", "'rmsprop'", "adamw"]),
     (lambda: Hyperparameter("finetune_blocks", "int", low=0, high=11), ["'finetune_blocks'", "high=11", "[0, 10]"]),
     (lambda: Hyperparameter("dropout", "float", low=0.0, high=0.5, step=0.7), ["'dropout'", "step=0.7"]),
@@ -292,5 +292,9 @@ def test_small_split_drops_batch_sizes_and_a_search_with_no_completed_trial_says
     assert all(r["batch_size"] == "32" and float(r["learning_rate"]) > 0 for r in rows)  # the hyperparameters
     assert not (project / "best_config.json").exists()
 
+    # a dataset smaller than every batch size of the space searches at the base config's batch size
+    fitted, dropped = DEFAULT_SPACE.fit_to_data(train_size=20, batch_size=8)
+    assert dropped == (32, 64, 128, 256) and fitted["batch_size"].kind == "fixed"
+    assert fitted["batch_size"].values == (8,)
     with pytest.raises(ValueError, match="every value \\[256\\] is larger than the 49 training examples"):
         make_tuner(tune_config(tmp_path, small_split_config(tmp_path), space=DEFAULT_SPACE.fix("batch_size", 256)))

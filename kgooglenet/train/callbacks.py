@@ -16,7 +16,7 @@ import keras
 from kgooglenet.train.averaging import epoch_weights_callbacks
 from kgooglenet.train.ema import ema_callback
 from kgooglenet.train.optim import current_learning_rate
-from kgooglenet.train.plots import plot_history
+from kgooglenet.train.plots import StepLearningRateLogger, plot_history
 from kgooglenet.train.run import RunDir, monitor_mode
 
 log = logging.getLogger("kgooglenet.train")
@@ -149,7 +149,7 @@ class PlotHistory(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         run = self.guard.run
         if not self.guard.skip() and run.state.epoch:
-            plot_history(run.state.history, run.paths.plots_dir, self.title)
+            plot_history(run.state.history, run.paths.plots_dir, self.title, lr_steps_csv=run.paths.lr_steps)
 
 
 def replica_callbacks(strategy) -> list:
@@ -185,8 +185,9 @@ def make_callbacks(config, run: RunDir, monitor: str, steps_per_epoch: int, *, t
             min_delta=config.early_stopping_min_delta, restore_best_weights=False))
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(run.paths.log_dir, write_graph=False, profile_batch=0))
-    if config.plots:
-        callbacks.append(PlotHistory(guard, title))
+    if config.plots:  # the learning rate of every step (warmup shows), then the plots of the committed epochs
+        callbacks += [StepLearningRateLogger(run.paths.lr_steps, steps_per_epoch=steps_per_epoch),
+                      PlotHistory(guard, title)]
     return callbacks
 
 

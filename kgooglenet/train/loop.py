@@ -7,6 +7,7 @@ fails under MultiWorkerMirroredStrategy) with the same model, callbacks and `Run
 
 from __future__ import annotations
 
+import os
 import time
 
 import keras
@@ -23,6 +24,7 @@ from kgooglenet.train.build import (
 from kgooglenet.train.config import TrainConfig
 from kgooglenet.train.distributed import train_custom_loop
 from kgooglenet.train.run import RunDir, TrainResult
+from kgooglenet.train.plots import plot_samples
 from kgooglenet.train.strategy import make_strategy, resolve_strategy_kind
 
 __all__ = ["TrainResult", "build_model_and_compile", "prepare_datasets", "resolve_num_classes", "train"]
@@ -76,6 +78,8 @@ def train(config: TrainConfig, callbacks=()) -> TrainResult:
                             model, done)
         print(line, flush=True)
         log.info(line)
+        if config.plots and done == 0:  # check labels and crops before a long run
+            plot_samples(bundle.train, bundle.class_names, os.path.join(run.paths.plots_dir, "samples.png"))
         run_callbacks = cb.make_callbacks(config, run, monitor, steps, title=model.name, strategy=strategy)
         run_callbacks += list(callbacks)
         if done < config.epochs:

@@ -94,9 +94,12 @@ def read_lr_steps_csv(path: str) -> dict:
     out = {"step": [], "epoch": [], "learning_rate": []}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            out["step"].append(int(row["step"]))
-            out["epoch"].append(float(row["epoch"]))
-            out["learning_rate"].append(float(row["learning_rate"]))
+            try:
+                values = int(row["step"]), float(row["epoch"]), float(row["learning_rate"])
+            except (TypeError, ValueError):  # a row cut by a kill mid-append: the plot can do without it
+                continue
+            for key, value in zip(("step", "epoch", "learning_rate"), values):
+                out[key].append(value)
     return out
 
 

@@ -42,7 +42,7 @@ from kgooglenet.saving import RUN_MODEL_FILE, ModelInfo, atomic_write, save_mode
 from kgooglenet.train import faults
 from kgooglenet.train.build import resolved_preprocessing
 from kgooglenet.train.config import TrainConfig
-from kgooglenet.train.plots import plot_history, read_history_csv
+from kgooglenet.train.plots import LR_STEPS_CSV, plot_history, read_history_csv
 
 log = logging.getLogger("kgooglenet.train")
 
@@ -113,6 +113,7 @@ class RunPaths:
     last: str
     backup: str
     model: str
+    lr_steps: str
 
     @classmethod
     def of(cls, out_dir: str) -> "RunPaths":
@@ -129,6 +130,7 @@ class RunPaths:
             last=os.path.join(ck, "last.weights.h5"),
             backup=os.path.join(ck, "backup"),
             model=os.path.join(out_dir, RUN_MODEL_FILE),
+            lr_steps=os.path.join(out_dir, LR_STEPS_CSV),
         )
 
     def makedirs(self) -> None:
@@ -312,7 +314,8 @@ class RunDir:
                     f"resume=False (--fresh), or pick a new out_dir (--out-dir) to keep the old run.")
         elif self.writer:
             for path in (self.paths.history_csv, self.paths.backup, self.paths.best, self.paths.last,
-                         self.paths.log_dir, self.paths.plots_dir, self.paths.config, self.paths.model):
+                         self.paths.log_dir, self.paths.plots_dir, self.paths.config, self.paths.model,
+                         self.paths.lr_steps):
                 if os.path.isdir(path):
                     shutil.rmtree(path)
                 elif os.path.isfile(path):
@@ -510,7 +513,7 @@ class RunDir:
         history = self.state.history
         plots = {}
         if config.plots and history:
-            plots = plot_history(history, self.paths.plots_dir, model.name)
+            plots = plot_history(history, self.paths.plots_dir, model.name, lr_steps_csv=self.paths.lr_steps)
         model_file = self.write_model(model, self.model_info(config, bundle.class_names))
         p, state = self.paths, self.state
         stop = "non-finite loss" if self.nonfinite else ("early stopping" if early_stopped else None)

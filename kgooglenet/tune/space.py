@@ -319,6 +319,8 @@ class SearchSpace:
         if p.kind in ("choice", "fixed"):
             kept = tuple(v for v in p.values if v <= train_size)
             dropped = tuple(v for v in p.values if v > train_size)
+            if not kept and p.kind == "choice" and batch_size <= train_size:  # small data: the base config's batch
+                return self.fix("batch_size", batch_size), dropped
             if not kept:
                 raise ValueError(f"hyperparameter 'batch_size': every value {list(p.values)} is larger than the "
                                  f"{train_size} training examples; pass smaller ones, e.g. --choices "

@@ -329,8 +329,11 @@ def make_tuner(config: TuneConfig, hypermodel: GoogLeNetHyperModel | None = None
     _, train_size, _ = hypermodel._data_facts()
     space, dropped = hypermodel.space.fit_to_data(train_size, config.train.data.batch_size)
     if dropped:
+        kept = space["batch_size"]
+        left = (f"; every value was: batch_size fixed at the base config's {kept.values[0]}"
+                if kept.kind == "fixed" else "")
         print(f"[kgooglenet.tune] batch_size: dropped {', '.join(map(str, dropped))} from the space (larger than the "
-              f"{train_size} training examples)", flush=True)
+              f"{train_size} training examples){left}", flush=True)
     hypermodel.space = space
     role = tuner_role()
     common = dict(
