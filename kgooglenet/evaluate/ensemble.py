@@ -15,9 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from kgooglenet.model import has_aux_heads
+from kgooglenet.specs import HEADS  # the keys of an output dict ("main", "aux1", "aux2"); head_weights weighs them
 
-# Keys of a GoogLeNet output dict; `head_weights` weighs their softmax.
-HEADS = ("main", "aux1", "aux2")
 # Traced forward functions and MAC counts per model, so repeated evaluations do not retrace.
 _FORWARDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _MACS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

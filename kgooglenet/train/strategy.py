@@ -105,11 +105,6 @@ def split_cpu(n: int = 2) -> list[str]:
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
-def describe(strategy, kind: str) -> str:
-    """"MirroredStrategy x2" style name for the summary line."""
-    return f"{type(strategy).__name__} ({kind})"
-
-
 def batchnorm_statistics(model) -> list:
     """The BatchNormalization moving means and variances of `model`."""
     import keras
