@@ -6,14 +6,24 @@ import kgooglenet
 
 
 def test_public_names_resolve():
+    import importlib.metadata
+    import inspect
+
     import kgooglenet.evaluate.crops  # importing submodules must not change what the top-level names are
     import kgooglenet.train.loop  # noqa: F401
 
-    for name in set(kgooglenet.__all__) - {"evaluate", "predict"}:
-        assert callable(getattr(kgooglenet, name)), name
-    assert callable(kgooglenet.evaluate.evaluate)
-    assert callable(kgooglenet.predict.predict)
+    modules = {"evaluate", "predict", "train"}
+    for name in kgooglenet.__all__:
+        obj = getattr(kgooglenet, name)
+        if name in modules:
+            assert inspect.ismodule(obj) and obj.__name__ == f"kgooglenet.{name}", name
+        else:  # a function or class defined in kgooglenet, re-exported as itself
+            assert inspect.isfunction(obj) or inspect.isclass(obj), (name, obj)
+            assert obj.__module__.startswith("kgooglenet.") and obj.__name__ == name, (name, obj.__module__)
+    assert kgooglenet.load_model is kgooglenet.saving.load_model
+    assert kgooglenet.evaluate.evaluate is kgooglenet.evaluate.run.evaluate
     assert kgooglenet.train.TrainConfig is kgooglenet.TrainConfig
+    assert kgooglenet.__version__ == importlib.metadata.version("kgooglenet")
 
 
 def test_readme_states_the_two_commands_and_ci_runs_the_test_one():
