@@ -13,6 +13,7 @@ import keras_tuner as kt
 from kgooglenet import specs
 from kgooglenet.data import DataConfig
 from kgooglenet.train import TrainConfig
+from kgooglenet.train.config import with_overrides
 
 KINDS = ("float", "int", "choice", "fixed")
 OPTIMIZER_CHOICES = ("sgd", "sgd_nesterov", "adam", "adamw")
@@ -426,11 +427,7 @@ def config_fields(values: dict, variant: str = "cifar") -> dict:
 
 def config_from_values(base: TrainConfig, values: dict) -> TrainConfig:
     """`base` with the hyperparameter `values` applied (a new, validated TrainConfig; `base` is unchanged)."""
-    changes = config_fields(values, base.variant)
-    data_changes = {k[5:]: v for k, v in changes.items() if k.startswith("data.")}
-    top = {k: v for k, v in changes.items() if not k.startswith("data.")}
-    data = dataclasses.replace(base.data, **data_changes) if data_changes else copy.deepcopy(base.data)
-    return dataclasses.replace(base, data=data, **top)
+    return with_overrides(copy.deepcopy(base), config_fields(values, base.variant))
 
 
 # The search space, in one place. Names are TrainConfig fields unless noted (see `Hyperparameter`).
