@@ -44,13 +44,13 @@ def _parse_item(item, where: str):
         (name, kwargs), = item.items()
         kwargs = {} if kwargs is None else kwargs
         if not isinstance(kwargs, dict):
-            raise ValueError(f"albumentations spec {where}: arguments of {name!r} must be a dict, got {kwargs!r}")
+            raise ValueError(f"albumentations spec {where}: arguments of {name!r} must be a dict, received {kwargs!r}")
         kwargs = dict(kwargs)
     else:
         raise ValueError(f"albumentations spec {where}: expected {{'Name': {{args}}}} or {{'type': 'Name', ...}}, "
-                         f"got {item!r}")
+                         f"received {item!r}")
     if not isinstance(name, str):
-        raise ValueError(f"albumentations spec {where}: transform name must be a string, got {name!r}")
+        raise ValueError(f"albumentations spec {where}: transform name must be a string, received {name!r}")
     return name, kwargs
 
 
@@ -73,7 +73,7 @@ def _build(item, where: str, strict: bool = True):
     if name in _COMPOSITIONS:
         children = kwargs.pop("transforms", None)
         if not isinstance(children, list):
-            raise ValueError(f"albumentations spec {where}: {name} needs a 'transforms' list, got {children!r}")
+            raise ValueError(f"albumentations spec {where}: {name} needs a 'transforms' list, received {children!r}")
         kwargs["transforms"] = [_build(c, f"{where} > {name}[{i}]", strict) for i, c in enumerate(children)]
     params = inspect.signature(cls.__init__).parameters
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -113,7 +113,7 @@ def build_compose(spec: AlbumentationsSpec | dict | list, seed: int | None = Non
     if not isinstance(spec, AlbumentationsSpec):
         spec = AlbumentationsSpec.from_dict(spec)
     if not isinstance(spec.transforms, list) or not spec.transforms:
-        raise ValueError(f"albumentations spec: 'transforms' must be a non-empty list, got {spec.transforms!r}")
+        raise ValueError(f"albumentations spec: 'transforms' must be a non-empty list, received {spec.transforms!r}")
     A = _albumentations()
     transforms = [_build(item, f"transforms[{i}]", strict) for i, item in enumerate(spec.transforms)]
     return A.Compose(transforms, p=spec.p, seed=seed)

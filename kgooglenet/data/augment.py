@@ -52,7 +52,7 @@ def resolve_augment(augment, source: str, image_size: int) -> AugmentConfig | Al
         out = augment
     elif isinstance(augment, str):
         if augment != AUTO:
-            raise ValueError(f"DataConfig.augment: the only string accepted is {AUTO!r}, got {augment!r}; "
+            raise ValueError(f"DataConfig.augment: the only string accepted is {AUTO!r}, received {augment!r}; "
                              "pass an AugmentConfig, an AlbumentationsSpec, a dict or None")
         out = default_augment(source, image_size)
     elif isinstance(augment, (dict, list)):
@@ -67,7 +67,7 @@ def resolve_augment(augment, source: str, image_size: int) -> AugmentConfig | Al
             out = AugmentConfig(**augment)
     else:
         raise ValueError(f"DataConfig.augment: expected AugmentConfig, AlbumentationsSpec, dict, None or 'auto', "
-                         f"got {type(augment).__name__}: {augment!r}")
+                         f"received {type(augment).__name__}: {augment!r}")
     if out is not None and (out.mean is None) != (out.std is None):
         raise ValueError(f"{type(out).__name__}.mean and std go together, received mean={out.mean}, std={out.std}")
     return out

@@ -350,7 +350,7 @@ class AlbumentationsSpec:
             return cls(transforms=list(spec))
         if not isinstance(spec, dict) or "transforms" not in spec:
             raise ValueError(
-                f"albumentations spec: expected a list of transforms or a dict with a 'transforms' key, got {spec!r}")
+                f"albumentations spec: expected a list of transforms or a dict with a 'transforms' key, received {spec!r}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(spec) - known
         if unknown:

@@ -22,7 +22,7 @@ def stratified_split(labels, val_split: float, seed: int | None = 0) -> tuple[np
     ```
     """
     if not 0.0 <= val_split < 1.0:
-        raise ValueError(f"stratified_split: val_split must be in [0, 1), got {val_split}")
+        raise ValueError(f"stratified_split: val_split must be in [0, 1), received {val_split}")
     labels = np.asarray(labels)
     rng = np.random.default_rng(0 if seed is None else seed)
     train, val = [], []

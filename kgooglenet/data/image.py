@@ -108,7 +108,7 @@ def to_rgb(image):
     if c == 4:
         return image[:, :, :3]
     if c != 3:
-        raise ValueError(f"images must have 1, 3 or 4 channels, got shape {image.shape}")
+        raise ValueError(f"images must have 1, 3 or 4 channels, received shape {image.shape}")
     return image
 
 

@@ -214,15 +214,15 @@ def prepared_options(out_dir: str) -> dict | None:
 
 def _check_options(o: dict) -> None:
     if not isinstance(o["images_per_shard"], int) or o["images_per_shard"] <= 0:
-        raise ValueError(f"images_per_shard must be a positive integer, got {o['images_per_shard']!r}")
+        raise ValueError(f"images_per_shard must be a positive integer, received {o['images_per_shard']!r}")
     if not isinstance(o["size"], int) or o["size"] < 0:
-        raise ValueError(f"size must be a positive integer (or 0 to keep the original size), got {o['size']!r}")
+        raise ValueError(f"size must be a positive integer (or 0 to keep the original size), received {o['size']!r}")
     if o["center_crop"] and not o["size"]:
         raise ValueError("center_crop needs a size (the side of the square)")
     if not isinstance(o["quality"], int) or not 1 <= o["quality"] <= 100:
-        raise ValueError(f"quality must be an integer in 1..100, got {o['quality']!r}")
+        raise ValueError(f"quality must be an integer in 1..100, received {o['quality']!r}")
     if not isinstance(o["val_split"], (int, float)) or not 0 <= o["val_split"] < 1:
-        raise ValueError(f"val_split must be in [0, 1), got {o['val_split']!r}")
+        raise ValueError(f"val_split must be in [0, 1), received {o['val_split']!r}")
 
 
 def _sources_change(old: dict, new: dict) -> str | None:

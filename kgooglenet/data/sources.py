@@ -60,7 +60,7 @@ def load_digits_arrays(image_size: int | None = None) -> tuple[np.ndarray, np.nd
     ```
     """
     if image_size is not None and image_size <= 0:
-        raise ValueError(f"load_digits_arrays: image_size must be positive or None, got {image_size}")
+        raise ValueError(f"load_digits_arrays: image_size must be positive or None, received {image_size}")
     x, y = _digits_cached(image_size)
     return x, y, [str(i) for i in range(10)]
 
@@ -105,7 +105,7 @@ def _digits_source(config: DataConfig) -> _Source:
 def _arrays_source(config: DataConfig) -> _Source:
     def check(arrays, what):
         if not (isinstance(arrays, (tuple, list)) and len(arrays) == 2):
-            raise ValueError(f"DataConfig.{what} must be a pair (images, labels), got {type(arrays).__name__}")
+            raise ValueError(f"DataConfig.{what} must be a pair (images, labels), received {type(arrays).__name__}")
         x, y = np.asarray(arrays[0]), np.asarray(arrays[1]).astype(np.int32).reshape(-1)
         if x.ndim == 3:
             x = x[..., None]
@@ -371,7 +371,7 @@ def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool
 
 def _prepare(config: DataConfig):
     if not isinstance(config, DataConfig):
-        raise ValueError(f"expected a DataConfig, got {type(config).__name__}")
+        raise ValueError(f"expected a DataConfig, received {type(config).__name__}")
     source = _load_source(config)
     augment = aug_ops.resolve_augment(config.augment, config.source, config.image_size)
     return source, augment
@@ -379,7 +379,7 @@ def _prepare(config: DataConfig):
 
 def _build_split(source, augment, config, split: str, training: bool | None, input_context):
     if split not in ("train", "val"):
-        raise ValueError(f"make_dataset: split must be 'train' or 'val', got {split!r}")
+        raise ValueError(f"make_dataset: split must be 'train' or 'val', received {split!r}")
     s = source.train if split == "train" else source.val
     if s is None:
         return None

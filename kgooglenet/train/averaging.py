@@ -118,7 +118,7 @@ def average_checkpoints(run_dir: str, last: int, output: str | None = None) -> s
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"average-checkpoints: no run directory at {run_dir!r}")
     if last < 1:
-        raise ValueError(f"average-checkpoints: --last must be >= 1, got {last}")
+        raise ValueError(f"average-checkpoints: --last must be >= 1, received {last}")
     files = epoch_checkpoints(checkpoints)
     if len(files) < last:
         raise ValueError(
@@ -126,7 +126,7 @@ def average_checkpoints(run_dir: str, last: int, output: str | None = None) -> s
             f"train with TrainConfig(keep_epoch_checkpoints={last}) (or more) to keep them")
     output = output or os.path.join(checkpoints, f"average_last{last}.weights.h5")
     if not output.endswith(".weights.h5"):
-        raise ValueError(f"average-checkpoints: --output must end in '.weights.h5' (Keras' weights format), got {output!r}")
+        raise ValueError(f"average-checkpoints: --output must end in '.weights.h5' (Keras' weights format), received {output!r}")
     return average_weight_files(files[-last:], output)
 
 
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model-out", help="also write RUN_DIR/model.keras with the averaged weights to this .keras file")
     args = parser.parse_args(argv)
     if args.model_out and not args.model_out.endswith(".keras"):
-        parser.error(f"--model-out must end in '.keras', got {args.model_out!r}")
+        parser.error(f"--model-out must end in '.keras', received {args.model_out!r}")
     path = average_checkpoints(args.run_dir, args.last, args.output)
     print(f"averaged the last {args.last} epoch checkpoints of {args.run_dir} into {path}")
     if args.model_out:

@@ -163,7 +163,7 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> "TrainConfig":
         """Inverse of `to_dict`. Unknown keys raise ValueError (a typo must not be silently ignored)."""
         if not isinstance(values, dict):
-            raise ValueError(f"TrainConfig.from_dict expects a dict, got {type(values).__name__}")
+            raise ValueError(f"TrainConfig.from_dict expects a dict, received {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -122,7 +122,7 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int, multiplier: float =
         if config.warmup_epochs:
             raise ValueError(
                 f"TrainConfig.warmup_epochs must be 0 with schedule='plateau' (ReduceLROnPlateau needs a plain learning "
-                f"rate), got warmup_epochs={config.warmup_epochs!r}"
+                f"rate), received warmup_epochs={config.warmup_epochs!r}"
             )
         return lr * multiplier
     total = steps_per_epoch * config.epochs

@@ -42,7 +42,7 @@ def cluster_size(config: dict | None = None) -> int:
 def resolve_strategy_kind(kind: str) -> str:
     """"auto" -> "multiworker" / "mirrored" / "default"; other values are checked and returned."""
     if kind not in ("auto", "default", "mirrored", "multiworker"):
-        raise ValueError(f"strategy must be 'auto', 'default', 'mirrored' or 'multiworker', got {kind!r}")
+        raise ValueError(f"strategy must be 'auto', 'default', 'mirrored' or 'multiworker', received {kind!r}")
     if kind != "auto":
         return kind
     if cluster_size() > 1:

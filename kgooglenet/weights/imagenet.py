@@ -52,7 +52,7 @@ def class_index() -> tuple[ImageNetClass, ...]:
                 continue
             parts = line.rstrip("\n").split("\t")
             if len(parts) != 3 or int(parts[0]) != len(classes):
-                raise ValueError(f"{path}:{line_no}: expected 'index<TAB>wnid<TAB>names' in order, got {line!r}")
+                raise ValueError(f"{path}:{line_no}: expected 'index<TAB>wnid<TAB>names' in order, received {line!r}")
             classes.append(ImageNetClass(int(parts[0]), parts[1], tuple(n.strip() for n in parts[2].split(","))))
     if len(classes) != NUM_CLASSES:
         raise ValueError(f"{path}: expected {NUM_CLASSES} classes, found {len(classes)}")
