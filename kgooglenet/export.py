@@ -52,9 +52,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kgooglenet import specs
 from kgooglenet.data.image import decode_and_crop
 from kgooglenet.model import GoogLeNet, inference_model
-from kgooglenet.saving import RUN_MODEL_FILE, ModelInfo, atomic_write, load_model, model_info, model_path
+from kgooglenet.saving import (
+    RUN_MODEL_FILE,
+    ModelInfo,
+    atomic_write,
+    load_model,
+    model_info,
+    model_path,
+)
 
 SIGNATURE_FLOAT = "serving_default"
 SIGNATURE_BYTES = "serving_bytes"
@@ -65,7 +73,7 @@ BYTES_EXIF = ("EXIF orientation is not applied: the pixels are used as stored (T
 KILL_AT_ENV = "KGOOGLENET_KILL_AT"  # test hook: the name of a point below at which the process SIGKILLs itself
 _DTYPES = ("float32", "bfloat16", "float16")
 # Layers that stay float32 in a bfloat16/float16 export: the input normalization and the softmax.
-_KEEP_FLOAT32 = ("preprocess", "predictions", "aux1", "aux2")
+_KEEP_FLOAT32 = ("preprocess", specs.PREDICTIONS_LAYER, *specs.AUX_ON)  # input scaling and the softmax outputs
 
 
 def _kill_point(name):

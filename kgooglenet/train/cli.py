@@ -15,7 +15,15 @@ import argparse
 import json
 
 from kgooglenet.data.config import ConfigError
-from kgooglenet.train.config import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig, with_overrides
+from kgooglenet.specs import VARIANT_NAMES
+from kgooglenet.train.config import (
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    STRATEGIES,
+    TrainConfig,
+    with_overrides,
+)
 
 # flag dest -> TrainConfig field ("data." prefix: a DataConfig field)
 FLAG_FIELDS = {
@@ -54,7 +62,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="global batch size")
     p.add_argument("--image-size", type=int)
     p.add_argument("--data-seed", type=int, help="seed of the data order and augmentation")
-    p.add_argument("--variant", choices=("paper", "bn", "cifar"))
+    p.add_argument("--variant", choices=VARIANT_NAMES)
     p.add_argument("--width", type=float, help="channel multiplier")
     p.add_argument("--num-classes", type=int, help="classes of the classifiers (default: the dataset's)")
     p.add_argument("--weights", help="initial weights: .weights.h5 path or imagenet-caffe / imagenet-torchvision")

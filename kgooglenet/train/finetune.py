@@ -23,6 +23,7 @@ import warnings
 
 import keras
 
+from kgooglenet import specs
 from kgooglenet.layers import AuxHead
 from kgooglenet.model import GoogLeNet
 from kgooglenet.weights.cache import resolve_weights
@@ -30,9 +31,9 @@ from kgooglenet.weights.cache import resolve_weights
 log = logging.getLogger("kgooglenet.train")
 
 # Layers holding the classifier weights: replaced (re-initialized) when the class count changes, never frozen.
-CLASSIFIER_LAYERS = ("classifier", "aux1_head", "aux2_head")
+CLASSIFIER_LAYERS = tuple(specs.CLASSIFIER_LAYERS.values())  # ("classifier", "aux1_head", "aux2_head")
 # Output activations (no weights): never frozen either.
-HEAD_OUTPUTS = ("predictions", "aux1", "aux2")
+HEAD_OUTPUTS = (specs.PREDICTIONS_LAYER, *specs.AUX_ON)  # ("predictions", "aux1", "aux2")
 
 
 @dataclasses.dataclass
