@@ -10,6 +10,7 @@ import numpy as np
 from keras import layers
 
 from kgooglenet import layers as klayers
+from kgooglenet import specs
 
 COLUMNS = (
     "type",
@@ -94,7 +95,7 @@ def _row(layer) -> TableRow | None:
         conv_hw = layer.pool.compute_output_shape(layer.input.shape)[1:3]
         ops = _kernel_ops(layer, int(np.prod(conv_hw)))
         return TableRow(layer.name, f"aux head ({layer.pool_type} pool)", "", shape, 3, (), _trainable(layer), ops)
-    if isinstance(layer, layers.Activation) and layer.name in ("predictions", "aux1", "aux2"):
+    if isinstance(layer, layers.Activation) and layer.name in (specs.PREDICTIONS_LAYER, *specs.AUX_ON):
         kind = getattr(layer.activation, "__name__", str(layer.activation))
         return TableRow(layer.name, kind, "", shape, 0, (), 0, 0)
     return None

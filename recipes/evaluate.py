@@ -27,8 +27,9 @@ import os
 import sys
 
 from kgooglenet.evaluate import evaluate, results_table
+from kgooglenet.model import aux_compile_args
 
-AUX_WEIGHTS = {"main": 1.0, "aux1": 0.3, "aux2": 0.3}
+AUX_WEIGHTS = aux_compile_args()["loss_weights"]  # the paper's: main 1, each aux head 0.3
 
 
 def run_data(run_dir: str, batch_size: int):

@@ -23,6 +23,8 @@ import argparse
 import os
 import sys
 
+from kgooglenet.model import aux_compile_args
+
 
 def imagenet_val(args):
     """An unbatched dataset of full-size (uint8 image, label) ImageNet validation pairs."""
@@ -85,7 +87,7 @@ def main(argv=None):
     models = imagenet_models(args.weights)
     rows = [(name, [m], None) for name, m in models.items()]
     if "imagenet-caffe" in models:
-        rows.append(("imagenet-caffe+aux", [models["imagenet-caffe"]], {"main": 1.0, "aux1": 0.3, "aux2": 0.3}))
+        rows.append(("imagenet-caffe+aux", [models["imagenet-caffe"]], aux_compile_args()["loss_weights"]))
     if len(models) > 1:
         rows.append(("ensemble", list(models.values()), None))
     results = []
