@@ -101,8 +101,9 @@ def test_monitor_names_and_callbacks(tmp_path):
     assert cb.monitor_mode("val_main_top5") == "max" and cb.monitor_mode("val_loss") == "min"
     config = TrainConfig(early_stopping_patience=3, schedule="plateau")
     kinds = [type(c).__name__ for c in cb.make_callbacks(config, RunDir(str(tmp_path)), "val_loss", 2)]
+    # the learning rate is in the logs before the commit
     assert kinds == ["LearningRateLogger", "RunCheckpoint", "EpochLogger", "ReduceLROnPlateau", "EarlyStopping",
-                     "TensorBoard", "PlotHistory"]  # the learning rate is in the logs before the commit
+                     "TensorBoard", "StepLearningRateLogger", "PlotHistory"]
     assert "TerminateOnNaN" not in kinds and "ModelCheckpoint" not in kinds  # RunCheckpoint writes atomically
     assert keras.config.dtype_policy().name == "float32"
 
