@@ -1,5 +1,5 @@
 """keras.applications conventions, for the three variants: every check of Keras' own applications_test.py
-(/work/shared/peers/keras_applications_test.py: variable input channels without the top, a custom input shape, an
+(../shared/peers/keras_applications_test.py: variable input channels without the top, a custom input shape, an
 input tensor, pooling, classifier_activation, prediction + decode_predictions on a photo, serialization) under
 channels_last and channels_first, at tiny width; plus Keras' file itself, adapted only in its model list and
 weights=None, run against our model.
