@@ -802,6 +802,28 @@ def export_onnx(model, path, image_size=None, opset=17, channels_first=False, ve
     return atomic_write(path, write)
 
 
+def openvino_runner(path, num_threads=None, precision=None):
+    """A function images -> probabilities running an ONNX file (float32 or int8 QDQ) with OpenVINO's CPU plugin
+    (optional extra `onnx`), latency-tuned: one stream, every core on each batch; any batch size. `precision`
+    "bf16" runs a float32 file in bfloat16 (the plugin's own conversion, on CPUs with AVX512-BF16 or AMX).
+    The fastest int8 runtime measured here (benchmarks/infer.py), which is why `kgooglenet.quantize` serves and
+    checks its files with it; the file itself stays a standard ONNX QDQ graph that ONNX Runtime runs too."""
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise ImportError("openvino_runner needs the optional extra: pip install 'kgooglenet[onnx]'") from e
+
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": num_threads or os.cpu_count()}
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    request = ov.Core().compile_model(os.fspath(path), "CPU", config).create_infer_request()
+
+    def run(images):
+        return request.infer({0: np.ascontiguousarray(images, np.float32)})[0].copy()
+
+    return run
+
+
 def onnx_runner(path, num_threads=None):
     """A function images -> probabilities running an ONNX file with onnxruntime's CPU provider."""
     import onnxruntime as ort

@@ -7,20 +7,20 @@ images that never overlap the calibration ones (checked by content hash) and com
 Keras model's. The agreement (and the accuracies, when the held-out images have labels) is printed and written beside
 the file, `<path>.json`; `int8_report(path)` reads it back. Input and output are those of `export_onnx`: "image",
 RGB float32 in [0, 255], NCHW by default (`channels_first=True`, like torchvision's exports), "probabilities" float32.
-Needs the optional extra `onnx` (tf2onnx, onnx, onnxruntime), and only onnxruntime to serve:
+Needs the optional extra `onnx` (tf2onnx, onnx, onnxruntime for the quantization, openvino to run it):
 
-    from kgooglenet.export import onnx_runner
-    probs = onnx_runner("model_int8.onnx")(images_nchw)    # float32 (B, 3, S, S) in [0, 255]
+    from kgooglenet.export import openvino_runner
+    probs = openvino_runner("model_int8.onnx")(images_nchw)    # float32 (B, 3, S, S) in [0, 255]
 
-Why ONNX Runtime QDQ: measured on the project machine (2-core AMD EPYC, AVX512-VNNI) on GoogLeNet("bn") width 1.0,
-batch 8, 224x224, 9 interleaved rounds (median img/s), while the machine was LOADED (load average 9-10 on 2 cores:
-the absolute numbers mean little, the ratios a bit more): on one thread (per-core speed, the robust measure on a busy
-machine) ONNX Runtime QDQ uint8 activations / int8 weights 24.8, TFLite full-integer with XNNPACK 23.3 (ORT 1.06x),
-ORT float32 7.2; on two threads TFLite 28.9 against ORT 18.1 (ONNX Runtime's spinning threads lose most from a stolen
-core, see benchmarks/infer.py), ORT float32 5.4. ORT with int8 activations (S8S8) was about 3x slower than uint8
-(U8S8) in a 7-round two-thread run, so activations are uint8. ONNX Runtime also keeps a dynamic batch, the NCHW layout
-of torchvision's exports and a float32 classifier; the onnx-int8 and tflite-int8 rows of `benchmarks/infer.py`
-re-measure the choice (run it on an idle machine).
+The file is a standard ONNX QDQ graph (ONNX Runtime's quantizer writes it, `onnx_runner` runs it too); OpenVINO is
+the runtime it is checked and served with because it was the fastest for it here. Measured on the project machine
+(2-core AMD Zen 5, AVX512-VNNI, idle) with `benchmarks/infer.py`, GoogLeNet("bn") width 1.0, batch 32, 224x224,
+2 threads, img/s (median of 11 paired rounds; x = ratio to ONNX Runtime float32 on torchvision's export): this file
+in OpenVINO 2026.4 about 250-260; the same file in ONNX Runtime 1.32 189 (2.98x); TFLite full-integer with
+XNNPACK 184 (3.02x); torchvision's quantized googlenet (fbgemm) 209 (3.27x). NNCF's own OpenVINO quantization of the
+float32 file was not faster (233). ONNX Runtime with int8 activations (S8S8) was about 3x slower than uint8 (U8S8),
+so activations are uint8. The format also keeps a dynamic batch, the NCHW layout of torchvision's exports and a
+float32 classifier. The onnx-int8, openvino-int8 and tflite-int8 rows of `benchmarks/infer.py` re-measure the choice.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import tempfile
 import numpy as np
 
 from kgooglenet.data.config import DataConfig
-from kgooglenet.export import model_size, export_onnx, onnx_runner
+from kgooglenet.export import export_onnx, model_size, openvino_runner
 from kgooglenet.model import inference_model
 from kgooglenet.saving import atomic_write
 
@@ -328,9 +328,10 @@ def export_int8(
     """
     try:
         import onnxruntime.quantization  # noqa: F401
+        import openvino  # noqa: F401
     except ImportError as e:
         raise ImportError("int8 export needs the optional extra: pip install 'kgooglenet[onnx]' "
-                          "(tf2onnx, onnx, onnxruntime)") from e
+                          "(tf2onnx, onnx, onnxruntime, openvino)") from e
     if calibrate_method not in CALIBRATION_METHODS:
         raise ValueError(f"`calibrate_method` must be one of {CALIBRATION_METHODS}, received {calibrate_method!r}")
     path = os.fspath(path)
@@ -354,7 +355,7 @@ def export_int8(
                                  channels_first=channels_first)
         int8_path = os.path.join(tmp, "int8.onnx")
         _quantize(float_path, int8_path, cal, channels_first, calibrate_method, "image", verbose)
-        run = onnx_runner(int8_path)
+        run = openvino_runner(int8_path)  # the runtime it is served with (see the module docstring)
         got = np.concatenate([run(_layout(hold[i: i + 32], channels_first)) for i in range(0, len(hold), 32)])
         expected = np.asarray(source.predict(hold, batch_size=32, verbose=0), np.float32)
         report = Int8Report(

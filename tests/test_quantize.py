@@ -12,7 +12,7 @@ from harness import load_recipe
 
 from kgooglenet import GoogLeNet
 from kgooglenet.data import AugmentConfig, DataConfig, make_dataset
-from kgooglenet.export import onnx_runner
+from kgooglenet.export import onnx_runner, openvino_runner
 from kgooglenet.quantize import (
     SIDECAR_SUFFIX,
     export_int8,
@@ -54,8 +54,10 @@ def test_int8_digits_model_keeps_its_accuracy(trained, exported):
     path, report = exported
     x, y = _split("val")
     assert report.holdout_images == len(x) > 300 and report.calibration_images == 256
-    int8 = np.concatenate([onnx_runner(path)(np.ascontiguousarray(x[i:i + 64].transpose(0, 3, 1, 2)))
-                           for i in range(0, len(x), 64)])
+    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    int8 = np.concatenate([openvino_runner(path)(nchw[i:i + 64]) for i in range(0, len(x), 64)])  # the served runtime
+    ort = np.concatenate([onnx_runner(path)(nchw[i:i + 64]) for i in range(0, len(x), 64)])
+    assert np.mean(ort.argmax(1) == int8.argmax(1)) >= 0.99  # a standard QDQ file: ONNX Runtime agrees
     float32 = trained.predict(x, verbose=0)
     acc_float, acc_int8 = np.mean(float32.argmax(1) == y), np.mean(int8.argmax(1) == y)
     agreement = np.mean(int8.argmax(1) == float32.argmax(1))
