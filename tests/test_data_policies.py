@@ -169,16 +169,21 @@ def test_repeated_augmentation_yields_each_image_k_times_across_2_replicas():
 
 def test_finetune_recipe_exposes_the_strong_preset():
     import argparse
-    import importlib.util
-    import os
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "finetune.py")
-    spec = importlib.util.spec_from_file_location("recipes_finetune_strong", path)
-    finetune = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(finetune)
+    from harness import load_recipe
+
+    finetune = load_recipe("finetune")
     args = argparse.Namespace(image_size=None, prepared=None, tfds=None, data_dir=None, augment="strong")
     assert finetune.data_config(args).augment == AugmentConfig.strong(32, horizontal_flip=False)
     args.prepared, args.image_size = "prepared/", 224
     assert finetune.data_config(args).augment == AugmentConfig.strong(224)
     args.augment = "default"
     assert finetune.data_config(args).augment.randaugment_ops == 0
+
+
+def test_quickstart_recipe_exposes_the_strong_preset():
+    from harness import load_recipe
+
+    quickstart = load_recipe("quickstart")
+    assert quickstart.quickstart_config(augment="strong").data.augment == AugmentConfig.strong(32, horizontal_flip=False)
+    assert quickstart.quickstart_config().data.augment == DataConfig().augment  # the default: the dataset's own
