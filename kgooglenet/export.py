@@ -86,7 +86,7 @@ def _kill_point(name):
 # what to export: a run directory, a model file or a named weight set, and its class names
 # ----------------------------------------------------------------------------------------------------------------
 def read_class_names(path) -> list[str]:
-    """Class names by id from a categories.csv (`class_name,class_id` header, as written by kgooglenet.prepare; any
+    """Class names by id from a categories.csv (`class_name,class_id` header, as written by `kgooglenet prepare`; any
     two-column name/id CSV also works) or from a text file with one name per line (line order = id)."""
     path = os.fspath(path)
     if not os.path.isfile(path):

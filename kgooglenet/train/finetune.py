@@ -61,7 +61,7 @@ def inspect_weights_file(path: str) -> tuple[int, bool]:
         if layers is None or "dense" not in layers:
             raise ValueError(
                 f"weights: {path!r} holds no GoogLeNet classifier ('layers/dense'); expected a .weights.h5 file "
-                f"written by model.save_weights or python -m kgooglenet.convert from a model with include_top=True"
+                f"written by model.save_weights or python -m kgooglenet convert from a model with include_top=True"
             )
         bias = layers["dense"]["vars"]["1"]
         return int(bias.shape[0]), "aux_head" in layers
