@@ -237,6 +237,24 @@ def test_summary_table_rows():
     assert "inception (4e)" in text and "6,998,552" in text
 
 
+def test_nested_layers_walks_every_sublayer_once():
+    from kgooglenet.layers import nested_layers
+
+    model = GoogLeNet("bn", num_classes=10, aux_heads=True)
+    found = nested_layers(model)
+    assert len({id(layer) for layer in found}) == len(found) and model not in found
+    assert nested_layers(model, include_self=True) == [model, *found]
+
+    def count(kind):
+        return sum(isinstance(layer, kind) for layer in found)
+
+    # torchvision's GoogLeNet: 3 stem convs + 6 per inception block x 9, each with BN; one more in each aux head
+    assert count(keras.layers.Conv2D) == count(keras.layers.BatchNormalization) == 3 + 6 * 9 + 2
+    assert count(keras.layers.Dense) == 1 + 2 * 2  # the classifier; fc and classifier in each aux head
+    paths = {layer.path for layer in found}
+    assert {"inception_5b/1x1/conv", "aux1_head/fc", "classifier"} <= paths
+
+
 def test_summary_cli_prints_torchvision_total():
     """Both entry points: `python -m kgooglenet` and the `kgooglenet` console script that `pip install` puts on PATH
     (pyproject's [project.scripts]; CI installs with `pip install -e`, so a missing script is a failure)."""
