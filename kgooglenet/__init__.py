@@ -1,9 +1,9 @@
 """kgooglenet: GoogLeNet (Inception v1) for Keras 3 on TensorFlow.
 
 Public names: `GoogLeNet` and its helpers, `preprocess_input` / `decode_predictions` (keras.applications' pair),
-`make_datasets`/`DataConfig`, `train`/`TrainConfig` (`kgooglenet.train` is the training package and is itself
-callable: `kgooglenet.train(config)`), `export_savedmodel`, `load_model`/`model_info` (a run directory or `.keras` file), the converters; the modules `kgooglenet.evaluate`
-(`evaluate`, crops, ensembles) and `kgooglenet.predict`.
+`make_datasets`/`DataConfig`, `TrainConfig`, `export_savedmodel`, `load_model`/`model_info` (a run directory or
+`.keras` file), the converters; the packages `kgooglenet.train` (`train`), `kgooglenet.evaluate` (`evaluate`, crops,
+ensembles) and `kgooglenet.predict`, each holding the function of its own name: `kgooglenet.train.train(config)`.
 """
 
 from kgooglenet.model import (
@@ -15,7 +15,7 @@ from kgooglenet.model import (
     inference_model,
     preprocess_input,
 )
-from kgooglenet import evaluate, predict, train  # modules; kgooglenet.train is callable  # noqa: I001
+from kgooglenet import evaluate, predict, train  # packages: kgooglenet.train.train(config)  # noqa: I001
 from kgooglenet.data import DataConfig, make_datasets
 from kgooglenet.export import export_savedmodel
 from kgooglenet.saving import load_model, model_info

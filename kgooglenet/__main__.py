@@ -1,4 +1,5 @@
-"""`python -m kgooglenet COMMAND ...`: summary here; convert, prepare and predict dispatch to their modules."""
+"""The `kgooglenet COMMAND ...` console script (pyproject's [project.scripts]; `python -m kgooglenet COMMAND ...` is the
+same): summary here; convert, prepare, predict and average-checkpoints dispatch to the modules that own them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import sys
 
 # Commands that live in their own module, each with a main(argv) of its own.
 _DELEGATED = {
-    "convert": "kgooglenet.convert",
-    "prepare": "kgooglenet.prepare",
+    "convert": "kgooglenet.weights.cli",
+    "prepare": "kgooglenet.data.prepare",
     "predict": "kgooglenet.predict",
     "average-checkpoints": "kgooglenet.train.averaging",
 }
@@ -21,7 +22,7 @@ def summary_main(argv=None) -> int:
     from kgooglenet.summary import format_table
 
     parser = argparse.ArgumentParser(
-        prog="python -m kgooglenet summary", description="Print the paper's Table 1 for a GoogLeNet variant."
+        prog="kgooglenet summary", description="Print the paper's Table 1 for a GoogLeNet variant."
     )
     parser.add_argument("--variant", default="paper", choices=sorted(specs.VARIANTS))
     parser.add_argument("--num-classes", type=int, default=1000)
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = ["summary", *_DELEGATED]
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: python -m kgooglenet {{{','.join(commands)}}} ...\n")
+        print(f"usage: kgooglenet {{{','.join(commands)}}} ...\n")
         print("  summary   the paper's Table 1 (layers, sizes, params, multiply-adds) for a variant")
         print("  convert   convert Caffe / torchvision ImageNet weights to a Keras .weights.h5")
         print("  prepare   image folder -> sharded TFRecords + stats")
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
     if command in _DELEGATED:
         module = importlib.import_module(_DELEGATED[command])
         return module.main(rest) or 0
-    print(f"python -m kgooglenet: unknown command {command!r}; expected one of {commands}", file=sys.stderr)
+    print(f"kgooglenet: unknown command {command!r}; expected one of {commands}", file=sys.stderr)
     return 2
 
 

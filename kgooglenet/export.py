@@ -42,7 +42,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import tempfile
 import uuid
 import warnings
@@ -63,6 +62,7 @@ from kgooglenet.saving import (
     model_info,
     model_path,
 )
+from kgooglenet.train import faults
 
 SIGNATURE_FLOAT = "serving_default"
 SIGNATURE_BYTES = "serving_bytes"
@@ -70,23 +70,16 @@ EXPORT_INFO_FILE = "kgooglenet_export.json"  # beside saved_model.pb: class name
 # What serving_bytes does with EXIF, said once for the docstrings and kgooglenet_export.json.
 BYTES_EXIF = ("EXIF orientation is not applied: the pixels are used as stored (TensorFlow's decoders ignore EXIF); "
               "clients send upright images (PIL.ImageOps.exif_transpose before encoding, as kgooglenet.predict does)")
-KILL_AT_ENV = "KGOOGLENET_KILL_AT"  # test hook: the name of a point below at which the process SIGKILLs itself
 _DTYPES = ("float32", "bfloat16", "float16")
 # Layers that stay float32 in a bfloat16/float16 export: the input normalization and the softmax.
 _KEEP_FLOAT32 = ("preprocess", specs.PREDICTIONS_LAYER, *specs.AUX_ON)  # input scaling and the softmax outputs
-
-
-def _kill_point(name):
-    """Fault injection for the kill tests: SIGKILL this process here when KGOOGLENET_KILL_AT names this point."""
-    if os.environ.get(KILL_AT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # what to export: a run directory, a model file or a named weight set, and its class names
 # ----------------------------------------------------------------------------------------------------------------
 def read_class_names(path) -> list[str]:
-    """Class names by id from a categories.csv (`class_name,class_id` header, as written by kgooglenet.prepare; any
+    """Class names by id from a categories.csv (`class_name,class_id` header, as written by `kgooglenet prepare`; any
     two-column name/id CSV also works) or from a text file with one name per line (line order = id)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -579,7 +572,7 @@ def export_savedmodel(
         archive.add_endpoint(SIGNATURE_FLOAT, serve_images)
         archive.add_endpoint(SIGNATURE_BYTES, serve_bytes)
         archive.write_out(partial, verbose=False)
-        _kill_point("export_savedmodel")
+        faults.hit("export_savedmodel")
         meta = {
             "class_names": names,
             "image_size": size,
@@ -672,7 +665,7 @@ def export_keras(model, path, info=None, verify=True):
             save_model(source, tmp, info)
         else:
             source.save(tmp)
-        _kill_point("export_file")
+        faults.hit("export_file")
         if verify:
             x = _random_images(model_size(source, _trained_size(source, info, None)))
             reloaded = keras.saving.load_model(tmp)
@@ -721,7 +714,7 @@ def export_tflite(model, path, dtype="float32", image_size=None, verify=True, in
     def write(tmp_path):
         with open(tmp_path, "wb") as f:
             f.write(blob)
-        _kill_point("export_file")
+        faults.hit("export_file")
         if verify:
             x = _random_images(size)
             _check_close(tflite_runner(tmp_path, batch_size=len(x))(x), source(x, training=False), dtype, path,
@@ -793,7 +786,7 @@ def export_onnx(model, path, image_size=None, opset=17, channels_first=False, ve
     def write(tmp):
         tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset, output_path=tmp,
                                       inputs_as_nchw=["image"] if channels_first else None)
-        _kill_point("export_file")
+        faults.hit("export_file")
         if verify:
             x = _random_images(size)
             feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if channels_first else x

@@ -667,6 +667,36 @@ def preprocessing_layer(preprocessing, name="preprocess", dtype=None):
     return Preprocess(**preprocessing.to_config(), name=name, dtype=dtype)
 
 
+def nested_layers(layer, include_self: bool = False) -> list:
+    """Every layer inside `layer` (and `layer` itself first with include_self), depth first, each once: a model's
+    `layers`, and for any other layer the layers its public attributes hold, directly or in a list/tuple.
+
+    Keras 3 keeps its recursive walk private (`Layer._flatten_layers`; `Model.layers` is one level deep), so this is
+    that walk over public names; kgooglenet's composite layers keep their sublayers in public attributes.
+    """
+    found, seen = [], set()
+
+    def visit(node):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        found.append(node)
+        if isinstance(node, keras.Model):
+            children = node.layers
+        else:
+            children = [
+                item
+                for name, value in vars(node).items() if not name.startswith("_")
+                for item in (value if isinstance(value, (list, tuple)) else (value,))
+                if isinstance(item, layers.Layer)
+            ]
+        for child in children:
+            visit(child)
+
+    visit(layer)
+    return found if include_self else found[1:]
+
+
 __all__ = [
     "AdaptiveAveragePooling2D",
     "FusedBatchNormalization",
@@ -676,5 +706,6 @@ __all__ = [
     "Inception",
     "LocalResponseNormalization",
     "Preprocess",
+    "nested_layers",
     "preprocessing_layer",
 ]

@@ -45,7 +45,7 @@ class TableRow:
 def _kernel_ops(layer, spatial: int) -> int:
     """Multiply-adds of the convs and dense layers inside `layer`, whose convs produce `spatial` pixels each."""
     ops = 0
-    for sub in layer._flatten_layers(include_self=True):
+    for sub in klayers.nested_layers(layer, include_self=True):
         if isinstance(sub, layers.Conv2D):
             ops += int(np.prod(sub.kernel.shape)) * spatial
         elif isinstance(sub, layers.Dense):

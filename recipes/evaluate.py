@@ -49,7 +49,7 @@ def main(argv=None):
     p.add_argument("--model", action="append", default=None,
                    help="run directory or .keras file; repeat for an ensemble (default: runs/quickstart)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--prepared", default=None, help="the val split of a directory made by kgooglenet.prepare")
+    src.add_argument("--prepared", default=None, help="the val split of a directory made by `kgooglenet prepare`")
     src.add_argument("--folder", default=None, help="every image of a folder of class subfolders (full images)")
     p.add_argument("--crops", type=int, nargs="+", default=[1, 10], choices=[1, 10, 144])
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")

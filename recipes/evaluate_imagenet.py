@@ -3,7 +3,7 @@
 Needs (nothing is downloaded here): the ILSVRC2012 validation images, either prepared for TFDS
 (`--tfds-dir` holding imagenet2012/<version>/, see `kgooglenet.data.sources.tfds_builder` for how to prepare it) or
 as a folder of 1000 class subfolders named by WordNet id (`--folder`), and the ImageNet weights installed with
-`python -m kgooglenet.convert ... --install` (imagenet-torchvision: the "bn" variant, imagenet-caffe: the paper's
+`python -m kgooglenet convert ... --install` (imagenet-torchvision: the "bn" variant, imagenet-caffe: the paper's
 model with its trained aux heads). Images are used at full size, so the 10/144-crop boxes are the paper's.
 
 Run:
@@ -62,7 +62,7 @@ def imagenet_models(names):
                           name=name.replace("-", "_"))
         models[name] = model if aux else inference_model(model)
     if not models:
-        raise FileNotFoundError("no ImageNet weights installed: see `python -m kgooglenet.convert --help`")
+        raise FileNotFoundError("no ImageNet weights installed: see `python -m kgooglenet convert --help`")
     return models
 
 

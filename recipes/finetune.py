@@ -1,11 +1,11 @@
 """Fine-tune GoogLeNet from converted ImageNet weights on your own classes.
 
-Loads the weights (a named set installed with `python -m kgooglenet.convert ... --install`, or any .weights.h5),
+Loads the weights (a named set installed with `python -m kgooglenet convert ... --install`, or any .weights.h5),
 replaces all three classifiers (main + both aux heads) with fresh ones for your class count, optionally freezes
 everything up to a block, trains the new heads with a Caffe-style learning-rate multiplier (default 10x) and the
 rest at the base rate, and can keep BatchNorm statistics frozen.
 
-Data: `--prepared DIR` (TFRecords from `python -m kgooglenet.prepare SRC DIR`), `--tfds NAME --data-dir DIR`
+Data: `--prepared DIR` (TFRecords from `python -m kgooglenet prepare SRC DIR`), `--tfds NAME --data-dir DIR`
 (a locally prepared TFDS dataset), or nothing: the embedded digits (a demo).
 
 Run:
@@ -58,7 +58,7 @@ def data_config(args) -> DataConfig:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--prepared", help="TFRecord folder written by python -m kgooglenet.prepare")
+    p.add_argument("--prepared", help="TFRecord folder written by python -m kgooglenet prepare")
     p.add_argument("--tfds", help="TFDS dataset name, prepared in --data-dir")
     p.add_argument("--data-dir", default="~/tensorflow_datasets")
     p.add_argument("--freeze-until", help="freeze every layer up to and including this one, e.g. inception_4e")

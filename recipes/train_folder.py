@@ -1,14 +1,14 @@
 """Train GoogLeNet from scratch on a folder of class subfolders (Caltech-256 style), via the TFRecord preparer.
 
 Step 1 (once, resumable) prepares SRC_DIR into sharded TFRecords with a stratified, seeded train/val split, every
-image upright (EXIF), converted to RGB and resized: exactly `python -m kgooglenet.prepare SRC_DIR PREPARED`, with
+image upright (EXIF), converted to RGB and resized: exactly `python -m kgooglenet prepare SRC_DIR PREPARED`, with
 the same options as `--prepare-*` flags (`--prepare-size`, `--prepare-val-split`, `--prepare-center-crop`, ...).
 A folder already prepared (by the CLI or an earlier run) is reused as it is: options left unset take its values,
 and an option set to another value stops with both values named. Step 2 trains the "bn" variant with
 Inception-style augmentation on the prepared shards.
 
 Run:
-    python -m kgooglenet.prepare 256_ObjectCategories/ prepared/caltech256       # optional: step 1 alone
+    python -m kgooglenet prepare 256_ObjectCategories/ prepared/caltech256       # optional: step 1 alone
     python recipes/train_folder.py 256_ObjectCategories/ --prepared prepared/caltech256 --out-dir runs/caltech256 \
         --epochs 90 --batch-size 64 --precision mixed_bfloat16
     python recipes/train_folder.py images/ --prepared prepared/small --image-size 96 --width 0.25 --epochs 10

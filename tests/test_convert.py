@@ -1,4 +1,4 @@
-"""`python -m kgooglenet.convert`: conversion and parity commands, exit codes and error messages."""
+"""`python -m kgooglenet convert`: conversion and parity commands, exit codes and error messages."""
 
 import os
 import subprocess
@@ -56,7 +56,7 @@ def test_torchvision_parity_command_runs_torch_in_a_subprocess(tmp_path, capsys,
     checkpoint, out = str(tmp_path / "tv.pth"), str(tmp_path / "tv.weights.h5")
     torch.save(net.state_dict(), checkpoint)
     assert cli.main(["torchvision", "--checkpoint", checkpoint, "--out", out]) == 0
-    # what a `python -m kgooglenet.convert` process does, where TensorFlow is imported before torchvision
+    # what a `python -m kgooglenet convert` process does, where TensorFlow is imported before torchvision
     monkeypatch.setattr(parity, "_torchvision_usable_here", lambda: False)
     code = cli.main(["parity", "torchvision", "--weights", out, "--checkpoint", checkpoint, "--size", "160", "200"])
     printed = capsys.readouterr().out
@@ -79,7 +79,7 @@ def test_errors_exit_2_and_name_the_file(tmp_path, capsys):
 def test_module_entry_point(tmp_path):
     missing = str(tmp_path / "absent.pth")
     proc = subprocess.run(
-        [sys.executable, "-m", "kgooglenet.convert", "torchvision", "--checkpoint", missing, "--out",
+        [sys.executable, "-m", "kgooglenet", "convert", "torchvision", "--checkpoint", missing, "--out",
          str(tmp_path / "w.weights.h5")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

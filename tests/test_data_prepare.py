@@ -114,7 +114,7 @@ def test_errors(tmp_path):
         prepare_folder(two, str(tmp_path / "o2"), progress=False)
     with pytest.raises(FileNotFoundError, match="nope"):
         prepare_folder(str(tmp_path / "nope"), str(tmp_path / "o3"), progress=False)
-    with pytest.raises(FileNotFoundError, match="kgooglenet.prepare"):
+    with pytest.raises(FileNotFoundError, match="kgooglenet prepare"):
         make_datasets(DataConfig(source="tfrecord", path=str(tmp_path / "o3")))
 
 
@@ -154,7 +154,7 @@ def test_module_shim(tmp_path):
 
     src = make_image_folder(tmp_path / "src", classes=2, per_class=3, size=(20, 30))
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "kgooglenet.prepare", src, str(out), "--size", "16", "--center-crop",
+    proc = subprocess.run([sys.executable, "-m", "kgooglenet", "prepare", src, str(out), "--size", "16", "--center-crop",
                            "--val-split", "0.34", "--no-progress"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 classes, 4 train / 2 val images" in proc.stdout

@@ -19,7 +19,6 @@ from kgooglenet import GoogLeNet
 from kgooglenet.export import (
     BYTES_EXIF,
     EXPORT_INFO_FILE,
-    KILL_AT_ENV,
     SIGNATURE_BYTES,
     SIGNATURE_FLOAT,
     export_keras,
@@ -31,6 +30,7 @@ from kgooglenet.export import (
     tflite_interpreter,
 )
 from kgooglenet.saving import ModelInfo, model_info, save_model
+from kgooglenet.train import faults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -355,9 +355,9 @@ else:
 
 def _run_export(kind, source, out, kill_at=None):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop(KILL_AT_ENV, None)
+    env.pop(faults.ENV, None)
     if kill_at:
-        env[KILL_AT_ENV] = kill_at
+        env[faults.ENV] = f"{kill_at}:1"  # the first time the export reaches that point
     return subprocess.run([sys.executable, "-c", _EXPORT_SCRIPT, kind, source, out], env=env, capture_output=True,
                           text=True, timeout=300)
 

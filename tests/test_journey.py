@@ -30,7 +30,7 @@ def test_prepare_train_tune_train_the_winner_evaluate_export_serve(tmp_path):
     (tmp_path / "images" / "cls_b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
     classes = ["cls_a", "cls_b", "cls_c"]
 
-    out = run(tmp_path, "-m", "kgooglenet.prepare", "images", "prepared", "--val-split", "0.25", "--size", "40",
+    out = run(tmp_path, "-m", "kgooglenet", "prepare", "images", "prepared", "--val-split", "0.25", "--size", "40",
               "--center-crop")
     assert "broken.jpg" in open(tmp_path / "prepared" / "skipped.csv").read(), out
 

@@ -23,8 +23,7 @@ LAYERS = (
     ("kgooglenet.train",),
     ("kgooglenet.tune", "kgooglenet.evaluate", "kgooglenet.export", "kgooglenet.quantize"),
     ("kgooglenet.predict",),
-    ("kgooglenet.__main__", "kgooglenet.convert", "kgooglenet.prepare", "kgooglenet.cli", "kgooglenet.weights.cli",
-     "kgooglenet"),
+    ("kgooglenet.__main__", "kgooglenet.weights.cli", "kgooglenet"),
 )
 
 

@@ -1,8 +1,10 @@
-"""The registered layers: Caffe/torch semantics against torch and a direct formula, config round trips."""
+"""The registered layers: Caffe/torch semantics against torch and a direct formula; each through the harness's
+layer test (config and .keras round trips, dtype policies, a dynamic batch)."""
 
 import keras
 import numpy as np
 import pytest
+from harness import run_layer_test
 
 from kgooglenet import layers as kl
 
@@ -66,29 +68,37 @@ def test_preprocess_caffe_is_bgr_minus_mean():
     np.testing.assert_allclose(out, x[..., ::-1] - np.array([104, 117, 123], "float32"), rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "layer",
-    [
-        kl.Inception(8, 4, 8, 2, 4, 4, branch5_kernel=3, batch_norm=True, name="inc"),
-        kl.Inception(8, 4, 8, 2, 4, 4, output_pool=kl.CeilPooling2D(3, 2), name="inc_pooled"),
-        kl.ConvBlock(8, 7, strides=2, padding=3, batch_norm=False),
-        kl.AuxHead(5, pool="caffe", conv_filters=4, fc_units=8, dropout=0.5),
-        kl.AuxHead(5, pool="adaptive", conv_filters=4, fc_units=8, batch_norm=True),
-        kl.CeilPooling2D(3, 2, mode="avg"),
-        kl.AdaptiveAveragePooling2D((4, 3)),
-        kl.LocalResponseNormalization(3, 2e-4, 0.5, 2.0),
-        kl.Preprocess(mean=[1, 2, 3], std=[4, 5, 6], bgr=True),
-    ],
-    ids=lambda layer: type(layer).__name__,
-)
-def test_config_round_trip_gives_same_outputs(layer):
-    x = _rand((2, 14, 14, 3), low=0, high=5)
-    out = layer(x)
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert clone.get_config() == layer.get_config()
-    assert clone.built  # serialized build config rebuilds every sublayer
-    clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(clone(x), out, rtol=1e-6)
+# (class, constructor arguments, input shape, output shape): every registered layer, tiny shapes
+LAYER_CASES = [
+    (kl.Inception, dict(conv1x1=8, reduce3x3=4, conv3x3=8, reduce5x5=2, conv5x5=4, pool_proj=4, branch5_kernel=3,
+                        batch_norm=True), (2, 14, 14, 3), (2, 14, 14, 24)),
+    (kl.Inception, dict(conv1x1=8, reduce3x3=4, conv3x3=8, reduce5x5=2, conv5x5=4, pool_proj=4,
+                        output_pool=kl.CeilPooling2D(3, 2)), (2, 14, 14, 3), (2, 7, 7, 24)),  # ceil((14-3)/2)+1
+    (kl.ConvBlock, dict(filters=8, kernel_size=7, strides=2, padding=3, batch_norm=False), (2, 14, 14, 3),
+     (2, 7, 7, 8)),
+    (kl.AuxHead, dict(num_classes=5, pool="caffe", conv_filters=4, fc_units=8, dropout=0.5), (2, 14, 14, 3), (2, 5)),
+    (kl.AuxHead, dict(num_classes=5, pool="adaptive", conv_filters=4, fc_units=8, batch_norm=True), (2, 14, 14, 3),
+     (2, 5)),
+    (kl.CeilPooling2D, dict(pool_size=3, strides=2, mode="avg"), (2, 14, 14, 3), (2, 7, 7, 3)),
+    (kl.AdaptiveAveragePooling2D, dict(output_size=(4, 3)), (2, 14, 14, 3), (2, 4, 3, 3)),
+    (kl.LocalResponseNormalization, dict(local_size=3, alpha=2e-4, beta=0.5, k=2.0), (2, 6, 6, 5), (2, 6, 6, 5)),
+    (kl.Preprocess, dict(mean=[1, 2, 3], std=[4, 5, 6], bgr=True), (2, 4, 4, 3), (2, 4, 4, 3)),
+    (kl.FusedBatchNormalization, dict(momentum=0.9, epsilon=1e-3), (2, 5, 5, 6), (2, 5, 5, 6)),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,input_shape,output_shape", LAYER_CASES,
+                         ids=[f"{case[0].__name__}-{i}" for i, case in enumerate(LAYER_CASES)])
+def test_registered_layer(cls, kwargs, input_shape, output_shape):
+    run_layer_test(cls, kwargs, input_shape, output_shape)
+
+
+def test_every_registered_layer_has_a_case():
+    registered = {getattr(kl, name) for name in kl.__all__
+                  if isinstance(getattr(kl, name), type) and issubclass(getattr(kl, name), keras.layers.Layer)}
+    assert registered == {case[0] for case in LAYER_CASES}
+    for cls in registered:  # registered under kgooglenet's package name, so .keras files find them
+        assert keras.saving.get_registered_name(cls) == f"kgooglenet>{cls.__name__}"
 
 
 @pytest.mark.parametrize(

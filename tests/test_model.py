@@ -2,6 +2,8 @@
 argument errors, the Table-1 summary."""
 
 import math
+import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -235,16 +237,53 @@ def test_summary_table_rows():
     assert "inception (4e)" in text and "6,998,552" in text
 
 
+def test_nested_layers_walks_every_sublayer_once():
+    from kgooglenet.layers import nested_layers
+
+    model = GoogLeNet("bn", num_classes=10, aux_heads=True)
+    found = nested_layers(model)
+    assert len({id(layer) for layer in found}) == len(found) and model not in found
+    assert nested_layers(model, include_self=True) == [model, *found]
+
+    def count(kind):
+        return sum(isinstance(layer, kind) for layer in found)
+
+    # torchvision's GoogLeNet: 3 stem convs + 6 per inception block x 9, each with BN; one more in each aux head
+    assert count(keras.layers.Conv2D) == count(keras.layers.BatchNormalization) == 3 + 6 * 9 + 2
+    assert count(keras.layers.Dense) == 1 + 2 * 2  # the classifier; fc and classifier in each aux head
+    paths = {layer.path for layer in found}
+    assert {"inception_5b/1x1/conv", "aux1_head/fc", "classifier"} <= paths
+
+
 def test_summary_cli_prints_torchvision_total():
+    """Both entry points: `python -m kgooglenet` and the `kgooglenet` console script that `pip install` puts on PATH
+    (pyproject's [project.scripts]; CI installs with `pip install -e`, so a missing script is a failure)."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    env = dict(os.environ, PYTHONPATH=root)  # this checkout's code, whichever checkout the script was installed from
     out = subprocess.run([sys.executable, "-m", "kgooglenet", "summary", "--variant", "bn"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     assert "6,624,904" in out.stdout
     assert "inception (5b)" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "kgooglenet", "summary", "--variant", "bn", "--aux-heads"],
-                         capture_output=True, text=True, timeout=300)
+    script = shutil.which("kgooglenet")
+    assert script, "no `kgooglenet` console script on PATH: install the package (pip install -e .)"
+    out = subprocess.run([script, "summary", "--variant", "bn", "--aux-heads"],
+                         capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     assert "13,004,888" in out.stdout
+
+
+def test_command_usage_names_the_console_script(capsys):
+    from kgooglenet.__main__ import main
+
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: kgooglenet {summary,convert,prepare,predict,average-checkpoints}")
+    assert main(["nope"]) == 2
+    assert "kgooglenet: unknown command 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["summary", "--variant", "nope"])
+    assert exit_info.value.code == 2
+    assert "usage: kgooglenet summary" in capsys.readouterr().err
 
 
 def test_weights_that_do_not_fit_name_the_file(tmp_path):

@@ -108,12 +108,14 @@ def test_monitor_names_and_callbacks(tmp_path):
     assert keras.config.dtype_policy().name == "float32"
 
 
-def test_kgooglenet_train_is_callable_however_it_was_imported():
+def test_kgooglenet_train_is_the_package_and_train_train_the_function():
     import kgooglenet
     import kgooglenet.train as package
+    from kgooglenet.train import build, config, loop, run
 
-    assert kgooglenet.train is package
-    for entry in (package, package.train):  # the package forwards the call to the function
-        with pytest.raises(ValueError, match="config must be a TrainConfig"):
-            entry({"epochs": 1})
-    assert package.TrainConfig is TrainConfig
+    assert kgooglenet.train is package  # a package, as kgooglenet.evaluate is; the function has the same name inside
+    assert not callable(package)
+    assert package.train is loop.train and package.TrainConfig is config.TrainConfig is TrainConfig
+    assert package.build_model_and_compile is build.build_model_and_compile and package.TrainResult is run.TrainResult
+    with pytest.raises(ValueError, match="config must be a TrainConfig"):
+        package.train({"epochs": 1})

@@ -1,5 +1,5 @@
-"""Distributed and fault-tolerant training, each in fresh subprocesses (device setup must precede TF's init):
-MirroredStrategy over two logical CPUs vs one device, two workers on loopback (TF_CONFIG), and a run killed with
+"""Distributed and fault-tolerant training, each in fresh subprocesses (device setup must precede TF's init) but the
+first: the custom loop's compiled state built up front, MirroredStrategy over two logical CPUs vs one device, two workers on loopback (TF_CONFIG), and a run killed with
 SIGKILL and restarted."""
 
 import json
@@ -88,6 +88,27 @@ def free_ports(n):
     for s in socks:
         s.close()
     return ports
+
+
+def test_compiled_losses_and_metrics_are_built_before_the_first_step_and_none_moves():
+    """What the custom loop does in the strategy scope before `strategy.run`: the variables of every compiled loss and
+    metric exist (those fit would make), all still zero."""
+    import tensorflow as tf
+
+    from kgooglenet.model import aux_targets
+    from kgooglenet.train import TrainConfig, build_model_and_compile
+    from kgooglenet.train.distributed import build_compiled_state
+
+    model = build_model_and_compile(TrainConfig(width=0.125, aux_heads=True), 10)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensors((x, np.arange(4, dtype="int32"))).map(aux_targets)
+    before = len(model.metrics_variables)
+    build_compiled_state(model, data)
+    built = [v.path for v in model.metrics_variables]
+    assert len(built) > before and all(not np.any(v.numpy()) for v in model.metrics_variables)
+    model.evaluate(data, verbose=0)
+    assert [v.path for v in model.metrics_variables] == built  # evaluate found nothing left to build
+    assert any(np.any(v.numpy()) for v in model.metrics_variables)
 
 
 def test_mirrored_two_cpus_matches_single_device(tmp_path):

@@ -123,7 +123,7 @@ def test_install_as_named_set_and_load_by_name(checkpoint, converted, tmp_path, 
     message = str(err.value)
     assert os.environ[cache.URL_ENV] + "googlenet-1378be20.pth" in message
     assert "1378be20" in message and "sha256" in message
-    assert "python -m kgooglenet.convert torchvision --checkpoint googlenet-1378be20.pth --install" in message
+    assert "python -m kgooglenet convert torchvision --checkpoint googlenet-1378be20.pth --install" in message
     with pytest.raises(ValueError, match="googlenet-random.pth' has sha256 .* starting with 1378be20"):
         tv_weights.convert_torchvision(checkpoint, install=True)
     result = tv_weights.convert_torchvision(checkpoint, install=True, allow_unverified=True)

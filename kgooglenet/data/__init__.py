@@ -1,7 +1,7 @@
 """tf.data input pipelines for kgooglenet.
 
 Sources: the embedded scikit-learn digits (default), TFDS datasets by name (offline-first), folders of
-class subfolders, TFRecord shards written by `python -m kgooglenet.prepare`, and in-memory arrays.
+class subfolders, TFRecord shards written by `python -m kgooglenet prepare`, and in-memory arrays.
 Batches are `(float32 RGB [0,255] NHWC, int32 labels)`; the model normalizes inside itself.
 
 Modules: `image` (the one evaluation-style image path: decode incl. EXIF, antialiased shorter-side resize, center

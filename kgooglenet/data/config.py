@@ -375,7 +375,7 @@ class DataConfig:
     cfg = DataConfig()                                       # embedded digits at 32x32 (quickstart)
     cfg = DataConfig(source="tfds", name="cifar10", data_dir="~/tensorflow_datasets", image_size=32)
     cfg = DataConfig(source="folder", path="caltech256/", image_size=224, batch_size=64, seed=0)
-    cfg = DataConfig(source="tfrecord", path="prepared/")    # written by `python -m kgooglenet.prepare`
+    cfg = DataConfig(source="tfrecord", path="prepared/")    # written by `python -m kgooglenet prepare`
     bundle = make_datasets(cfg)
     ```
     """

@@ -1,6 +1,6 @@
 """Image-folder preparer: sharded TFRecords, categories.csv, train/val listings and rgb_stats.json.
 
-`python -m kgooglenet.prepare SRC_DIR OUT_DIR --val-split 0.2 --size 256 --center-crop` does, at scale,
+`python -m kgooglenet prepare SRC_DIR OUT_DIR --val-split 0.2 --size 256 --center-crop` does, at scale,
 what PyTorch GoogLeNet projects do by hand: a stratified, seeded train/val split of a folder of class
 subfolders, every image turned upright (EXIF orientation) and converted to RGB (grayscale, CMYK, RGBA/LA/P with
 transparency composited on white, 16-bit), resized so its shorter side is `--size` with the evaluation-style
@@ -457,8 +457,8 @@ def prepare_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point of `python -m kgooglenet.prepare`."""
-    p = argparse.ArgumentParser(prog="python -m kgooglenet.prepare",
+    """Command line entry point of `python -m kgooglenet prepare`."""
+    p = argparse.ArgumentParser(prog="kgooglenet prepare",
                                 description="Convert a folder of class subfolders into sharded TFRecords "
                                             "(+ categories.csv, train/val CSV listings, rgb_stats.json, skipped.csv).")
     p.add_argument("src_dir", help="folder with one subfolder of images per class")

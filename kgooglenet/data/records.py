@@ -68,10 +68,10 @@ def read_prepared(path: str) -> dict:
     """
     if not path or not os.path.isdir(path):
         raise FileNotFoundError(f"prepared TFRecord directory {path!r} does not exist; create it with "
-                                f"`python -m kgooglenet.prepare SRC_DIR {path}`")
+                                f"`python -m kgooglenet prepare SRC_DIR {path}`")
     if not is_prepared(path):
         raise FileNotFoundError(f"{path!r} is not a finished preparation (missing {REPORT_FILE} / {CATEGORIES_FILE}); "
-                                f"run (or rerun, it resumes) `python -m kgooglenet.prepare SRC_DIR {path}`")
+                                f"run (or rerun, it resumes) `python -m kgooglenet prepare SRC_DIR {path}`")
     with open(os.path.join(path, REPORT_FILE)) as f:
         report = json.load(f)
     with open(os.path.join(path, CATEGORIES_FILE), newline="") as f:
@@ -84,7 +84,7 @@ def read_prepared(path: str) -> dict:
         missing = [s for s in files if not os.path.exists(s)]
         if missing:
             raise FileNotFoundError(f"prepared directory {path!r} lacks shard(s) {missing[:3]}; rerun "
-                                    f"`python -m kgooglenet.prepare` to resume")
+                                    f"`python -m kgooglenet prepare` to resume")
         out[f"{split}_files"] = files
         out[f"{split}_size"] = int(report[f"{split}_count"])
     stats_path = os.path.join(path, "rgb_stats.json")

@@ -272,7 +272,7 @@ def _load_source(config: DataConfig) -> _Source:
         return _folder_source(config)
     if config.source == "tfrecord":
         if not config.path:
-            raise ValueError("DataConfig(source='tfrecord') needs path= (a directory written by kgooglenet.prepare)")
+            raise ValueError("DataConfig(source='tfrecord') needs path= (a directory written by `python -m kgooglenet prepare`)")
         return _tfrecord_source(config)
     return _tfds_source(config)
 

@@ -3,7 +3,7 @@ with 1, 10 or 144 test-time crops.
 
 Models: keras.Models, or run directories / `.keras` files (`kgooglenet.saving`: the file says its class names and
 input size). Data: a tf.data.Dataset or arrays, a `kgooglenet.data.DataConfig` (its validation split), or a path: a
-prepared directory (`python -m kgooglenet.prepare`: its val split) or a folder of class subfolders (every image).
+prepared directory (`python -m kgooglenet prepare`: its val split) or a folder of class subfolders (every image).
 Images that cannot be decoded are counted and listed (`EvaluationResult.undecodable`), never silently dropped.
 """
 

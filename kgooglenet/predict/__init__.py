@@ -142,7 +142,7 @@ def format_predictions(predictions) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m kgooglenet.predict",
+        prog="kgooglenet predict",
         description="Top-k class names and probabilities for image files (EXIF orientation applied).",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE",

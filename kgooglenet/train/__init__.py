@@ -1,4 +1,7 @@
-"""Training GoogLeNet: `train(config) -> TrainResult` from a `TrainConfig`.
+"""Training GoogLeNet: `kgooglenet.train.train(config) -> TrainResult` from a `TrainConfig`.
+
+`kgooglenet.train` is this package and `kgooglenet.train.train` the function, as `kgooglenet.evaluate.evaluate` is
+in `kgooglenet.evaluate`.
 
 `train` builds the data (`kgooglenet.data.make_datasets`), the model (aux heads weighted 0.3), the optimizer, schedule
 and callbacks, then runs `model.fit` (or a `tf.distribute` custom loop for multi-worker runs, where Keras 3 `fit`
@@ -13,21 +16,9 @@ print(result.best_metric, result.best_checkpoint)
 ```
 """
 
-import sys
-
+from kgooglenet.train.build import build_model_and_compile
 from kgooglenet.train.config import TrainConfig
-from kgooglenet.train.loop import TrainResult, build_model_and_compile, train
+from kgooglenet.train.loop import train
+from kgooglenet.train.run import TrainResult
 
 __all__ = ["TrainConfig", "TrainResult", "build_model_and_compile", "train"]
-
-
-class _CallableModule(type(sys.modules[__name__])):
-    """`kgooglenet.train` is both this package and the function `train`: once the package is imported, Python binds
-    the attribute `kgooglenet.train` to the package, so the package itself forwards calls to `train` and
-    `kgooglenet.train(config)` works whichever of the two the name refers to."""
-
-    def __call__(self, *args, **kwargs):
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

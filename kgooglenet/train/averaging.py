@@ -147,7 +147,7 @@ def save_averaged_model(run_dir: str, weights_file: str, output: str, last: int)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m kgooglenet average-checkpoints",
+        prog="kgooglenet average-checkpoints",
         description="Average the weights of the last N epochs of a run (kept with TrainConfig.keep_epoch_checkpoints).")
     parser.add_argument("run_dir", help="the run directory (out_dir of the training)")
     parser.add_argument("--last", type=int, required=True, help="how many of the newest epoch checkpoints to average")

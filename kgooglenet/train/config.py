@@ -139,7 +139,7 @@ class TrainConfig:
         if self.data.train_arrays is not None or self.data.val_arrays is not None:
             raise ValueError(
                 "TrainConfig.to_dict: data.source='arrays' holds in-memory arrays (data.train_arrays/val_arrays) that "
-                "cannot be written to JSON; save them to a folder or TFRecords (python -m kgooglenet.prepare) first"
+                "cannot be written to JSON; save them to a folder or TFRecords (python -m kgooglenet prepare) first"
             )
         out = dataclasses.asdict(self)
         augment = self.data.augment

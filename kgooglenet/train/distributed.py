@@ -36,9 +36,19 @@ from kgooglenet.train.run import RunDir
 from kgooglenet.train.strategy import cleanup_worker_dir, is_chief, make_strategy, worker_dir
 
 
-def _symbolic_batch(dataset):
-    spec = dataset.element_spec
-    return tf.nest.map_structure(lambda s: keras.KerasTensor(s.shape, s.dtype.name), spec)
+def build_compiled_state(model, dataset) -> None:
+    """Create the compiled losses' and metrics' variables before the first distributed step (in the strategy scope:
+    they cannot be created inside `strategy.run`), as fit does before its first step: one trace of the public
+    `compute_loss` / `compute_metrics` on the batch's spec (a tf.function makes its variables on its first trace;
+    `get_concrete_function` runs nothing, so no metric moves)."""
+    x_spec, y_spec = dataset.element_spec[:2]
+
+    def step(x, y):
+        y_pred = model(x, training=False)
+        model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+        return model.compute_metrics(x, y, y_pred)
+
+    tf.function(step).get_concrete_function(x_spec, y_spec)
 
 
 def _to_float(logs: dict) -> dict:
@@ -136,8 +146,7 @@ def train_custom_loop(config: TrainConfig, strategy=None, callbacks=()):
                 model = build_model_and_compile(config, num_classes, steps, one_hot_labels=bundle.one_hot_train)
                 model.optimizer.build(model.trainable_variables)
                 sample_ds, _ = prepare_datasets(config, bundle, num_classes)
-                # What fit does before its first step: build the compiled losses and metrics symbolically.
-                model._symbolic_build(data_batch=_symbolic_batch(sample_ds))
+                build_compiled_state(model, sample_ds)
             monitor = cb.resolve_monitor(config.monitor, config.aux_heads, bundle.val is not None)
             done = run.restore(model, monitor, config.resume).epoch
             run.write_config(config)

@@ -3,8 +3,11 @@
 Unset (the normal case) every call here is a dictionary lookup that does nothing. Armed, the n-th time (1-based) the
 run reaches `<point>` the process is killed with SIGKILL (no cleanup, no atexit: what a power cut or the OOM killer
 does), except for "nan", which poisons a training batch instead. Points:
-  config, history, best, last, backup, model  inside the write of that file: the temporary file is fully written,
-                                              the rename has not happened yet
+  config, history, best, last, backup, model  inside the write of that run file: the temporary file is fully
+                                              written, the rename has not happened yet
+  export_savedmodel                           inside export_savedmodel: the SavedModel is written to its temporary
+                                              directory, not yet renamed to its version number
+  export_file                                 inside export_keras / export_tflite / export_onnx, the same way
   nan                                         the n-th training batch (1-based, counted over this process) becomes NaN
 """
 
@@ -14,7 +17,7 @@ import os
 import signal
 
 ENV = "KGOOGLENET_FAULT"
-POINTS = ("config", "history", "best", "last", "backup", "model", "nan")
+POINTS = ("config", "history", "best", "last", "backup", "model", "export_savedmodel", "export_file", "nan")
 
 _hits: dict[str, int] = {}
 

@@ -24,7 +24,7 @@ import warnings
 import keras
 
 from kgooglenet import specs
-from kgooglenet.layers import AuxHead
+from kgooglenet.layers import AuxHead, nested_layers
 from kgooglenet.model import GoogLeNet
 from kgooglenet.weights.cache import resolve_weights
 
@@ -61,7 +61,7 @@ def inspect_weights_file(path: str) -> tuple[int, bool]:
         if layers is None or "dense" not in layers:
             raise ValueError(
                 f"weights: {path!r} holds no GoogLeNet classifier ('layers/dense'); expected a .weights.h5 file "
-                f"written by model.save_weights or python -m kgooglenet.convert from a model with include_top=True"
+                f"written by model.save_weights or python -m kgooglenet convert from a model with include_top=True"
             )
         bias = layers["dense"]["vars"]["1"]
         return int(bias.shape[0]), "aux_head" in layers
@@ -143,7 +143,7 @@ def freeze_batchnorm(model: keras.Model) -> int:
     """Freeze every BatchNormalization layer (statistics, gamma and beta: Keras 3 runs frozen BN in inference
     mode). Returns how many."""
     count = 0
-    for layer in model._flatten_layers(include_self=False):
+    for layer in nested_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
             count += 1
@@ -154,7 +154,7 @@ def freeze_zero_lr(model: keras.Model, lr_mult: dict) -> list[str]:
     """Set `trainable=False` on the layers (top-level names or sublayer paths like "aux1_head/fc") whose lr_mult
     is 0. Raises ValueError for a key that names no layer."""
     paths = {}
-    for layer in model._flatten_layers(include_self=False):
+    for layer in nested_layers(model):
         path = getattr(layer, "path", None) or layer.name
         paths.setdefault(path, layer)
     for key in lr_mult:

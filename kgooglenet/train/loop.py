@@ -27,7 +27,7 @@ from kgooglenet.train.run import RunDir, TrainResult
 from kgooglenet.train.plots import plot_samples
 from kgooglenet.train.strategy import make_strategy, resolve_strategy_kind
 
-__all__ = ["TrainResult", "build_model_and_compile", "prepare_datasets", "resolve_num_classes", "train"]
+__all__ = ["train"]
 
 
 def train(config: TrainConfig, callbacks=()) -> TrainResult:

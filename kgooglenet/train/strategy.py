@@ -109,8 +109,10 @@ def batchnorm_statistics(model) -> list:
     """The BatchNormalization moving means and variances of `model`."""
     import keras
 
+    from kgooglenet.layers import nested_layers
+
     stats = []
-    for layer in model._flatten_layers(include_self=False):
+    for layer in nested_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             stats += [layer.moving_mean, layer.moving_variance]
     return stats

@@ -94,8 +94,10 @@ class TrainingModel(keras.Model):
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-            # Keras' own train_step tracks the unscaled loss the same way (self._loss_tracker is its "loss" metric).
-            self._loss_tracker.update_state(unscale_for_distribution(loss), sample_weight=tf.shape(x)[0])
+            # Keras' own train_step tracks the unscaled loss the same way in its "loss" metric, found by name in
+            # the public `metrics` as Keras' customizing-fit guide does.
+            loss_metric = next(m for m in self.metrics if m.name == "loss")
+            loss_metric.update_state(unscale_for_distribution(loss), sample_weight=tf.shape(x)[0])
             scaled = self.optimizer.scale_loss(loss)
         trainable = self.trainable_weights
         grads = tape.gradient(scaled, trainable)

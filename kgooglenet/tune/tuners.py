@@ -18,9 +18,9 @@ import tensorflow as tf
 
 from kgooglenet.data import make_datasets
 from kgooglenet.saving import atomic_write
-from kgooglenet.train import TrainConfig, build_model_and_compile
+from kgooglenet.train import TrainConfig
+from kgooglenet.train.build import build_model_and_compile, prepare_datasets, resolve_num_classes
 from kgooglenet.train.callbacks import monitor_mode, replica_callbacks, schedule_callbacks
-from kgooglenet.train.loop import prepare_datasets, resolve_num_classes
 from kgooglenet.tune.config import TuneConfig, objective_name
 from kgooglenet.tune.reports import TuneResult, write_reports
 from kgooglenet.tune.space import DEFAULT_SPACE, SearchSpace, config_from_values, tidy

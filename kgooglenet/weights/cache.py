@@ -186,7 +186,7 @@ def resolve_weights(weights, variant: str, origin=None) -> ResolvedWeights | Non
         if not path.endswith((WEIGHTS_SUFFIX, ".keras")):
             raise ValueError(
                 f"`weights`: {path!r} is not a Keras weights file (its name must end in {WEIGHTS_SUFFIX!r}, as "
-                f"written by `python -m kgooglenet.convert` or `model.save_weights`, or in '.keras')"
+                f"written by `python -m kgooglenet convert` or `model.save_weights`, or in '.keras')"
             )
     record = read_sidecar(path)
     if record is None:

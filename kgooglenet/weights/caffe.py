@@ -8,7 +8,7 @@ The trained aux heads (loss1/*, loss2/*) are converted when the caffemodel has t
 104/117/123 becomes the model's "caffe" preprocessing, recorded in the sidecar.
 
 Example (command line):
-    python -m kgooglenet.convert caffe --caffemodel bvlc_googlenet.caffemodel --prototxt deploy.prototxt \\
+    python -m kgooglenet convert caffe --caffemodel bvlc_googlenet.caffemodel --prototxt deploy.prototxt \\
         --out googlenet_caffe.weights.h5
 """
 

@@ -1,12 +1,12 @@
-"""`python -m kgooglenet.convert`: convert Caffe / torchvision GoogLeNet weights, and report their parity.
+"""`python -m kgooglenet convert`: convert Caffe / torchvision GoogLeNet weights, and report their parity.
 
 Commands:
-    python -m kgooglenet.convert caffe --caffemodel bvlc_googlenet.caffemodel [--prototxt deploy.prototxt] \\
+    python -m kgooglenet convert caffe --caffemodel bvlc_googlenet.caffemodel [--prototxt deploy.prototxt] \\
         (--out W.weights.h5 | --install)
-    python -m kgooglenet.convert torchvision --checkpoint googlenet-1378be20.pth (--out W.weights.h5 | --install)
-    python -m kgooglenet.convert parity caffe --weights W.weights.h5 --caffemodel M.caffemodel \\
+    python -m kgooglenet convert torchvision --checkpoint googlenet-1378be20.pth (--out W.weights.h5 | --install)
+    python -m kgooglenet convert parity caffe --weights W.weights.h5 --caffemodel M.caffemodel \\
         --prototxt deploy.prototxt [--train-val train_val.prototxt] [--images a.jpg b.jpg] [--size 224 224]
-    python -m kgooglenet.convert parity torchvision --weights W.weights.h5 --checkpoint M.pth [--images ...]
+    python -m kgooglenet convert parity torchvision --weights W.weights.h5 --checkpoint M.pth [--images ...]
 
 `--install` puts the result in $KERAS_HOME/kgooglenet/ as weights="imagenet-caffe" / "imagenet-torchvision" after
 checking the original file's published checksum. Parity uses scikit-learn's two sample photos unless --images is given.
@@ -32,7 +32,7 @@ def _add_output(parser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m kgooglenet.convert", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kgooglenet convert", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     caffe = commands.add_parser("caffe", help="convert a BVLC GoogLeNet .caffemodel (variant 'paper')")

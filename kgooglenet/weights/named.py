@@ -53,7 +53,7 @@ NAMED_WEIGHTS: dict[str, NamedWeights] = {
         # BVLC/caffe models/bvlc_googlenet/readme.md publishes the sha1 only; no sha256 is documented anywhere we know.
         sha1="405fc5acd08a3bb12de8ee5e23a96bec22f08204",
         sha256_prefix=None,
-        command="python -m kgooglenet.convert caffe --caffemodel bvlc_googlenet.caffemodel --install",
+        command="python -m kgooglenet convert caffe --caffemodel bvlc_googlenet.caffemodel --install",
         notes="BVLC GoogLeNet (about 53 MB), trained aux heads included; reported 68.7% top-1 / 88.9% top-5 on the "
         "ImageNet validation set (center crop). BGR, mean 104/117/123 (applied inside the model).",
     ),
@@ -67,7 +67,7 @@ NAMED_WEIGHTS: dict[str, NamedWeights] = {
         sha1=None,
         # torch.hub names files "<name>-<first 8+ hex digits of sha256>.pth"; torchvision publishes no full hash.
         sha256_prefix="1378be20",
-        command="python -m kgooglenet.convert torchvision --checkpoint googlenet-1378be20.pth --install",
+        command="python -m kgooglenet convert torchvision --checkpoint googlenet-1378be20.pth --install",
         notes="torchvision GoogLeNet_Weights.IMAGENET1K_V1 (about 50 MB), 69.778% top-1 / 89.530% top-5 per "
         "torchvision; its aux heads are NOT trained (torchvision says so). x/127.5 - 1 applied inside the model.",
     ),

@@ -8,7 +8,7 @@ ImageNet file has them, but torchvision documents that they are not trained). to
 a model trained with transform_input=False takes "imagenet" mean/std normalization instead.
 
 Example (command line):
-    python -m kgooglenet.convert torchvision --checkpoint googlenet-1378be20.pth --out googlenet_tv.weights.h5
+    python -m kgooglenet convert torchvision --checkpoint googlenet-1378be20.pth --out googlenet_tv.weights.h5
 """
 
 from __future__ import annotations
