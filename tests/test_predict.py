@@ -197,10 +197,10 @@ def test_named_weight_set_still_works(tmp_path, monkeypatch, images, capsys):
     assert lines[1].startswith(f"  1. {default_class_names(1000)[expected]} ({expected})")
 
 
-def test_python_m_predict_runs_without_runpy_warning(run_dir, images):
+def test_python_m_kgooglenet_predict_runs_without_runpy_warning(run_dir, images):
     _, paths = images
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "kgooglenet.predict", "--model", run_dir, paths["a.png"], "--top", "1"],
+    proc = subprocess.run([sys.executable, "-m", "kgooglenet", "predict", "--model", run_dir, paths["a.png"], "--top", "1"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "RuntimeWarning" not in proc.stderr and "found in sys.modules" not in proc.stderr

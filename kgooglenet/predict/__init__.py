@@ -1,4 +1,5 @@
-"""Top-k predictions for image files: `python -m kgooglenet.predict --model RUN_DIR_OR_FILE IMAGE...`.
+"""Top-k predictions for image files: `kgooglenet predict --model RUN_DIR_OR_FILE IMAGE...`
+(or `python -m kgooglenet predict ...`).
 
 The model is a training run's directory or its `.keras` file (class names and input size come with it, see
 `kgooglenet.saving`), or a named ImageNet weight set (`--model imagenet-torchvision`; `--weights` is the same
@@ -12,8 +13,8 @@ averaged over 10/144 crops with --crops. A file that cannot be read gets a one-l
 predicted; the exit status is 1 when any file failed, 2 when the model cannot be loaded.
 
 Example:
-    python -m kgooglenet.predict --model runs/flowers photo.jpg holiday/ --top 3
-    python -m kgooglenet.predict --weights imagenet-torchvision cat.jpg dog.png
+    kgooglenet predict --model runs/flowers photo.jpg holiday/ --top 3
+    kgooglenet predict --weights imagenet-torchvision cat.jpg dog.png
 """
 
 from __future__ import annotations
