@@ -265,6 +265,27 @@ def _copy_weights(src, dst, fold: bool):
             dst.set_weights(weights)
 
 
+def _graph_edges(model):
+    """{layer name: [names of the layers it reads], one entry per call} from the functional model's public config
+    (Keras 3 exposes a layer's inbound/outbound nodes only as private attributes)."""
+    def parents(value):
+        if isinstance(value, dict):
+            history = value.get("config", {}).get("keras_history") if value.get("class_name") == "__keras_tensor__" \
+                else None
+            return [history[0]] if history else [p for v in value.values() for p in parents(v)]
+        if isinstance(value, (list, tuple)):
+            return [p for v in value for p in parents(v)]
+        return []
+
+    return {entry["name"]: [parents(node) for node in entry["inbound_nodes"]] for entry in model.get_config()["layers"]}
+
+
+def _consumers(edges, name):
+    """How many calls read layer `name`'s output, and the names of the layers making them."""
+    calls = [reader for reader, nodes in edges.items() for node in nodes for parent in node if parent == name]
+    return len(calls), set(calls)
+
+
 def _input_fold_target(model):
     """(preprocess layer, the ConvBlock that alone reads its output) when the preprocessing divisor and channel swap
     can be folded into that convolution's kernel, else None. Exact: the block zero-pads, and zero times a scale is
@@ -274,10 +295,10 @@ def _input_fold_target(model):
     pre = [layer for layer in model.layers if isinstance(layer, Preprocess)]
     if len(pre) != 1 or (all(s == 1 for s in pre[0].std) and not pre[0].bgr):
         return None
-    consumers = {node.operation for node in pre[0]._outbound_nodes}
-    if len(consumers) != 1 or not isinstance(next(iter(consumers)), ConvBlock):
+    calls, readers = _consumers(_graph_edges(model), pre[0].name)
+    if calls != 1 or not isinstance(model.get_layer(next(iter(readers))), ConvBlock):
         return None
-    return pre[0], next(iter(consumers))
+    return pre[0], model.get_layer(next(iter(readers)))
 
 
 _GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
@@ -289,15 +310,14 @@ def _pooled_modules(model):
     before their concatenation (pooling acts on each channel alone, so the result is the same)."""
     from kgooglenet.layers import CeilPooling2D, Inception
 
-    found = {}
+    found, edges = {}, _graph_edges(model)
     for layer in model.layers:
-        if not isinstance(layer, (CeilPooling2D, *_CHANNELWISE_POOLS)) or len(layer._inbound_nodes) != 1:
+        nodes = edges.get(layer.name, [])
+        if not isinstance(layer, (CeilPooling2D, *_CHANNELWISE_POOLS)) or len(nodes) != 1 or len(nodes[0]) != 1:
             continue
-        parents = layer._inbound_nodes[0].parent_nodes
-        if len(parents) == 1 and isinstance(parents[0].operation, Inception):
-            module = parents[0].operation
-            if len(module._outbound_nodes) == 1 and module.output_pool is None:
-                found[module.name] = layer
+        module = model.get_layer(nodes[0][0])
+        if isinstance(module, Inception) and _consumers(edges, module.name)[0] == 1 and module.output_pool is None:
+            found[module.name] = layer
     return found
 
 
