@@ -22,14 +22,14 @@ Expected on this 2-core machine: native >= 1.5x PyTorch; target for RandAugment:
 
 RandAugment(2, 9), measured 2026-12-02 (600 JPEGs, batch 64, one timed epoch after a warm-up, the same run, load
 average ~3 on the 2 cores from other jobs, so images/s are rough; CPU ms per image is the robust number):
-  ours, per-element tf.switch_case (before):      197 images/s, 4.70 CPU ms/img
-  ours, draws per element + ops per batch (now):  188 images/s, 5.09 CPU ms/img  (policy off: 640, 1.48)
+  ours, per-element tf.switch_case (kept):        197 images/s, 4.70 CPU ms/img  (policy off: 640, 1.48)
+  ours, draws per element + ops per batch (tried, bit-identical, NOT kept: slower): 188 images/s, 5.09 CPU ms/img
   torchvision v2 DataLoader (2 workers):          238 images/s, 4.13 CPU ms/img
   -> ours 0.79x images/s, 0.81x CPU (target 1.5x: not reached; at load ~1 an earlier pair gave 347 vs 512 images/s,
      4.91 vs 3.77 ms). What limits it: the policy's own cost, ~3.3 CPU ms/img (native 1.5-1.6 ms without it) against
      torchvision's whole path at 3.8-4.1 ms. Per image at 224 in a batch of 64, one thread: ImageProjectiveTransformV3
      (nearest, float32) ~1.2 ms (5 of the 14 ops are geometric), equalize ~3 ms, autocontrast ~1.3, color ~1.2,
-     sharpness ~0.9; dynamic_partition + dynamic_stitch ~0.3 ms per step. Batching removed the per-element switch_case
+     sharpness ~0.9; dynamic_partition + dynamic_stitch ~0.3 ms per step. Batching removes the per-element switch_case
      but not the kernels' cost: torchvision's ops run on uint8 (4x less memory traffic) with faster kernels. Next: run
      the policy on uint8 (torchvision rounds to uint8 anyway) and replace the projective transform by a cheaper
      gather for the affine ops.

@@ -1,5 +1,5 @@
 """Distributed and fault-tolerant training, each in fresh subprocesses (device setup must precede TF's init) but the
-first: the custom loop's compiled state built up front, MirroredStrategy over two logical CPUs vs one device, two workers on loopback (TF_CONFIG), and a run killed with
+first: the custom loop's compiled state built up front, MirroredStrategy over two logical CPUs vs one device, two workers on loopback (TF_CONFIG; EMA on), and a run killed with
 SIGKILL and restarted."""
 
 import json
@@ -66,8 +66,17 @@ WORKER = textwrap.dedent("""
     import train_multiworker
     result = train_multiworker.main(["--out-dir", sys.argv[2], "--width", "0.125", "--epochs", "2",
                                      "--steps-per-epoch", "3", "--validation-steps", "2", "--batch-size", "32",
-                                     "--verbose", "2", "--no-aux"])
-    np.savez(sys.argv[3], *result.model.get_weights())
+                                     "--verbose", "2", "--no-aux", "--set", "ema=true", "--set", "ema_decay=0.5"])
+    np.savez(sys.argv[3], *result.model.get_weights())  # with ema on, the run ends with the average in the model
+    if result.model.distribute_strategy.cluster_resolver.task_id == 0:  # the chief wrote the checkpoints
+        from kgooglenet.train.ema import ema_weights
+        model, ckpt = result.model, os.path.join(sys.argv[2], "checkpoints")
+        np.savez(sys.argv[3].replace(".npz", "_avg.npz"), *[w.numpy() for w in model.trainable_weights])
+        model.load_weights(os.path.join(ckpt, "last.weights.h5"))
+        np.savez(sys.argv[3].replace(".npz", "_last.npz"), *model.get_weights())
+        model.load_weights(os.path.join(ckpt, "backup", "ckpt-0002.weights.h5"))  # training weights + the average
+        np.savez(sys.argv[3].replace(".npz", "_raw.npz"), *[w.numpy() for w in model.trainable_weights])
+        np.savez(sys.argv[3].replace(".npz", "_ema.npz"), *ema_weights(model))
 """)
 
 
@@ -149,6 +158,15 @@ def test_two_workers_on_loopback_stay_in_sync(tmp_path):
     assert len(w0.files) == len(w1.files) > 100
     for key in w0.files:  # trainable weights and BatchNorm statistics alike
         np.testing.assert_array_equal(w0[key], w1[key])
+    # EMA under the custom loop: the returned model and last.weights.h5 hold the average that the resume state
+    # (backup) keeps beside the training weights, which differ from it
+    avg, last, raw, ema = (np.load(tmp_path / f"w0_{name}.npz") for name in ("avg", "last", "raw", "ema"))
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], last[key])
+    assert len(avg.files) == len(raw.files) == len(ema.files) > 50
+    for key in avg.files:
+        np.testing.assert_allclose(ema[key], avg[key], rtol=0, atol=1e-6)
+    assert max(float(np.abs(avg[k] - raw[k]).max()) for k in avg.files) > 1e-4
     # one checkpoint set, written by the chief; the other worker's temporary directory is gone
     assert sorted(os.listdir(out_dir / "checkpoints")) == ["backup", "best.weights.h5", "last.weights.h5"]
     assert sorted(os.listdir(out_dir / "checkpoints" / "backup")) == ["ckpt-0001.weights.h5", "ckpt-0002.weights.h5"]
