@@ -296,9 +296,8 @@ def _input_fold_target(model):
     if len(pre) != 1 or (all(s == 1 for s in pre[0].std) and not pre[0].bgr):
         return None
     calls, readers = _consumers(_graph_edges(model), pre[0].name)
-    if calls != 1 or not isinstance(model.get_layer(next(iter(readers))), ConvBlock):
-        return None
-    return pre[0], model.get_layer(next(iter(readers)))
+    reader = model.get_layer(next(iter(readers))) if calls == 1 else None
+    return (pre[0], reader) if isinstance(reader, ConvBlock) else None
 
 
 _GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
