@@ -13,7 +13,7 @@ import tensorflow as tf
 from harness import load_recipe
 from keras_tuner import errors as kt_errors
 
-from kgooglenet.data import DataConfig
+from kgooglenet.data import AugmentConfig, DataConfig
 from kgooglenet.train import TrainConfig
 from kgooglenet.tune import (
     DEFAULT_SPACE,
@@ -108,6 +108,25 @@ def test_values_map_onto_train_config(tmp_path):
     assert "finetune_blocks" in DEFAULT_SPACE.relevant_to(TrainConfig(weights="imagenet-torchvision")).names
     assert objective_name(base) == "val_main_accuracy"
     assert objective_name(base_config(tmp_path, aux_heads=False)) == "val_accuracy"
+
+
+def test_ema_and_augmentation_fields_are_tunable(tmp_path):
+    assert DEFAULT_SPACE["ema"].values == (False, True)
+    assert config_from_values(TrainConfig(), {"ema": True}).ema is True
+    base = TrainConfig(data=DataConfig(augment=AugmentConfig.strong(32)))
+    space = DEFAULT_SPACE.add(Hyperparameter("data.augment.randaugment_magnitude", "float", low=5.0, high=15.0,
+                                             step=2.0)).add(
+        Hyperparameter("data.augment.erase_prob", "choice", values=(0.0, 0.25)))
+    config = config_from_values(base, {"data.augment.randaugment_magnitude": 13.0, "data.augment.erase_prob": 0.0})
+    aug = config.data.augment
+    assert (aug.randaugment_magnitude, aug.erase_prob, aug.randaugment_ops, aug.crop_padding) == (13.0, 0.0, 2, 4)
+    assert {"data.augment.randaugment_magnitude", "data.augment.erase_prob"} <= set(space.relevant_to(base).names)
+    # the "auto" preset (the default) or an AlbumentationsSpec would be replaced by one field's override: not tuned
+    assert not any(n.startswith("data.augment.") for n in space.relevant_to(TrainConfig()).names)
+    with pytest.raises(ValueError, match="randaugment_magnitude=31"):
+        Hyperparameter("data.augment.randaugment_magnitude", "choice", values=(9.0, 31))
+    with pytest.raises(ValueError, match="'data.augment.no_such' does not name"):
+        Hyperparameter("data.augment.no_such", "choice", values=(1,))
 
 
 # --- searches -----------------------------------------------------------------------------------------------------

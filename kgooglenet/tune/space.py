@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import keras_tuner as kt
 
 from kgooglenet import specs
-from kgooglenet.data import DataConfig
+from kgooglenet.data import AugmentConfig, DataConfig
 from kgooglenet.train import TrainConfig
 from kgooglenet.train.config import with_overrides
 
@@ -32,13 +32,13 @@ def value_type(name: str):
     name."""
     if name in DERIVED:
         return DERIVED[name]
-    fields = ({f.name: f for f in dataclasses.fields(DataConfig)} if name.startswith("data.")
-              else {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "data"})
-    field = fields.get(name[5:] if name.startswith("data.") else name)
+    prefix, _, short = name.rpartition(".")
+    cls = {"": TrainConfig, "data": DataConfig, "data.augment": AugmentConfig}.get(prefix)
+    field = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("data", "augment")}.get(short) if cls else None
     if field is None:
         raise ValueError(
             f"hyperparameter {name!r} does not name a TrainConfig field, 'data.<DataConfig field>', "
-            f"'batch_size', 'optimizer' or 'finetune_blocks'"
+            f"'data.augment.<AugmentConfig field>', 'batch_size', 'optimizer' or 'finetune_blocks'"
         )
     return _TYPES.get(str(field.type).replace(" | None", "").strip())
 
@@ -106,7 +106,7 @@ class Hyperparameter:
     ValueError: hyperparameter 'batch_size': value must be an integer, received value='32' (str)
     """
 
-    name: str  # TrainConfig field, "data.<DataConfig field>", "batch_size", "optimizer" or "finetune_blocks"
+    name: str  # TrainConfig field, "data.<DataConfig field>", "data.augment.<AugmentConfig field>", or a derived name
     kind: str  # "float", "int", "choice" or "fixed"
     low: float | None = None  # float/int: smallest value
     high: float | None = None  # float/int: largest value
@@ -299,12 +299,15 @@ class SearchSpace:
 
     def relevant_to(self, config: TrainConfig) -> "SearchSpace":
         """The space without hyperparameters that cannot matter for `config`: aux_dropout/aux_weight without aux
-        heads, finetune_blocks when training from scratch (weights=None)."""
+        heads, finetune_blocks when training from scratch (weights=None), data.augment.* unless the base
+        augmentation is an AugmentConfig (an override would replace "auto" or an AlbumentationsSpec)."""
         irrelevant = set()
         if not config.aux_heads:
             irrelevant |= {"aux_dropout", "aux_weight"}
         if config.weights is None:
             irrelevant.add("finetune_blocks")
+        if not isinstance(config.data.augment, AugmentConfig):
+            irrelevant |= {p.name for p in self.params if p.name.startswith("data.augment.")}
         return SearchSpace(tuple(p for p in self.params if p.name not in irrelevant or p.kind == "fixed"))
 
     def fit_to_data(self, train_size: int, batch_size: int) -> tuple["SearchSpace", tuple]:
@@ -415,12 +418,14 @@ def config_fields(values: dict, variant: str = "cifar") -> dict:
             out["freeze_until"] = None if k == NUM_BLOCKS else _block_names(variant)[NUM_BLOCKS - k - 1]
         elif name.startswith("data.") and name[5:] in data_fields:
             out[name] = value
+        elif name.startswith("data.augment.") and name[13:] in {f.name for f in dataclasses.fields(AugmentConfig)}:
+            out[name] = value
         elif name in train_fields and name != "data":
             out[name] = value
         else:
             raise ValueError(
                 f"hyperparameter {name!r} does not name a TrainConfig field, 'data.<DataConfig field>', "
-                f"'batch_size', 'optimizer' or 'finetune_blocks'"
+                f"'data.augment.<AugmentConfig field>', 'batch_size', 'optimizer' or 'finetune_blocks'"
             )
     return out
 
@@ -443,4 +448,8 @@ DEFAULT_SPACE = SearchSpace((
     Hyperparameter("label_smoothing", "float", low=0.0, high=0.2, step=0.05, help="label smoothing"),
     Hyperparameter("finetune_blocks", "int", low=0, high=NUM_BLOCKS,
                    help="trained last blocks of 10 (stem + 9 inception modules); 10 = all (sets freeze_until)"),
+    Hyperparameter("ema", "choice", values=(False, True), help="evaluate and keep an EMA of the weights"),
 ))
+# Augmentation strength is tunable with DEFAULT_SPACE.add(Hyperparameter("data.augment.randaugment_magnitude", ...))
+# etc., not by default: the default base augmentation is "auto" (the source's preset), which an override of one
+# AugmentConfig field would replace by AugmentConfig() (relevant_to drops data.augment.* for such a base).
