@@ -7,6 +7,7 @@ import math
 import os
 
 import keras
+import keras_tuner as kt
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,6 +18,7 @@ from kgooglenet.data import AugmentConfig, DataConfig
 from kgooglenet.train import TrainConfig
 from kgooglenet.tune import (
     DEFAULT_SPACE,
+    GoogLeNetHyperModel,
     Hyperparameter,
     SearchFailed,
     SearchSpace,
@@ -28,6 +30,7 @@ from kgooglenet.tune import (
     search,
     space_overrides,
 )
+from kgooglenet.tune.space import from_tuner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # keep the output short: the Gaussian process fitted on 2-4 points warns about its length scale
@@ -127,6 +130,27 @@ def test_ema_and_augmentation_fields_are_tunable(tmp_path):
         Hyperparameter("data.augment.randaugment_magnitude", "choice", values=(9.0, 31))
     with pytest.raises(ValueError, match="'data.augment.no_such' does not name"):
         Hyperparameter("data.augment.no_such", "choice", values=(1,))
+
+
+def test_bool_choice_round_trips_through_keras_tuner(tmp_path):
+    # KerasTuner's Choice stores booleans as the ints 0/1 (in memory and in the chief/worker protos); a trial's
+    # TrainConfig must still get False/True, which its validation requires (ema=0 is refused)
+    base = TrainConfig(data=DataConfig(augment=AugmentConfig.strong(32)))
+    space = SearchSpace((DEFAULT_SPACE["ema"], Hyperparameter("data.augment.horizontal_flip", "choice",
+                                                              values=(True, False))))
+    hp = kt.HyperParameters()
+    space.declare(hp)
+    assert hp.values == {"ema": 0, "data.augment.horizontal_flip": 1}  # what KerasTuner hands back: ints
+    with pytest.raises(ValueError, match="TrainConfig.ema must be True or False, received ema=0"):
+        TrainConfig(ema=hp.values["ema"])
+    for ema, flip in ((1, 0), (0, 1)):
+        hp.values.update({"ema": ema, "data.augment.horizontal_flip": flip})
+        wire = kt.HyperParameters.from_proto(hp.to_proto())  # as a worker receives a trial from the chief
+        assert wire.values == {"ema": ema, "data.augment.horizontal_flip": flip}
+        config = GoogLeNetHyperModel(base, space).config_for(wire)
+        assert config.ema is bool(ema) and config.data.augment.horizontal_flip is bool(flip)
+    # the reports read the stored trial the same way: best_config.json gets a bool, results.csv True/False
+    assert from_tuner("ema", 1) is True and from_tuner("tuner/epochs", 3) == 3 and from_tuner("dropout", 0) == 0
 
 
 # --- searches -----------------------------------------------------------------------------------------------------

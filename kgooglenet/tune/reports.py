@@ -17,7 +17,7 @@ import tensorflow as tf
 from kgooglenet.saving import atomic_write
 from kgooglenet.train import TrainConfig
 from kgooglenet.tune.config import TuneConfig
-from kgooglenet.tune.space import config_from_values, tidy
+from kgooglenet.tune.space import config_from_values, from_tuner, tidy
 
 RESULTS_CSV = "results.csv"
 OBJECTIVE_PNG = "objective.png"
@@ -67,7 +67,7 @@ def _trial_sort_key(trial_id: str):
 
 def load_trials(project_dir: str) -> list[dict]:
     """The trials of a search directory, in trial order: dicts with trial_id, status, score, best_step, values
-    (hyperparameter values), message (error text of failed trials) and tuners (ids of the tuners that ran it)."""
+    (hyperparameter values, booleans as False/True), message (error text of failed trials) and tuners (ids of the tuners that ran it)."""
     rows = []
     for fname in tf.io.gfile.glob(os.path.join(project_dir, "trial_*", "trial.json")):
         with tf.io.gfile.GFile(fname) as f:
@@ -82,7 +82,7 @@ def load_trials(project_dir: str) -> list[dict]:
             "status": state["status"],
             "score": state["score"],
             "best_step": state["best_step"],
-            "values": state["hyperparameters"]["values"],
+            "values": {k: from_tuner(k, v) for k, v in state["hyperparameters"]["values"].items()},
             "message": state["message"],
             "tuners": tuners,
         })

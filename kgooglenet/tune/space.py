@@ -391,6 +391,19 @@ def tidy(value):
     return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
+def from_tuner(name: str, value):
+    """`value` as KerasTuner hands it back, in the type of hyperparameter `name`: floats tidied, and False/True for a
+    bool field (KerasTuner's Choice stores booleans as the ints 0/1, which TrainConfig refuses). Names that are no
+    hyperparameter ("tuner/epochs", ...) only get their floats tidied."""
+    try:
+        kind = value_type(name)
+    except ValueError:
+        kind = None
+    if kind is bool and not isinstance(value, bool) and value in (0, 1):
+        return bool(value)
+    return tidy(value)
+
+
 def config_fields(values: dict, variant: str = "cifar") -> dict:
     """Translates hyperparameter values into TrainConfig changes: {"field": v} and {"data.field": v} entries.
 
@@ -402,7 +415,7 @@ def config_fields(values: dict, variant: str = "cifar") -> dict:
     for name, value in values.items():
         if name.startswith("tuner/"):  # Hyperband bookkeeping
             continue
-        value = tidy(value)
+        value = from_tuner(name, value)
         if name == "batch_size":
             out["data.batch_size"] = int(value)
         elif name == "optimizer":

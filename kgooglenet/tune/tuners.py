@@ -23,7 +23,7 @@ from kgooglenet.train.build import build_model_and_compile, prepare_datasets, re
 from kgooglenet.train.callbacks import monitor_mode, replica_callbacks, schedule_callbacks
 from kgooglenet.tune.config import TuneConfig, objective_name
 from kgooglenet.tune.reports import TuneResult, write_reports
-from kgooglenet.tune.space import DEFAULT_SPACE, SearchSpace, config_from_values, tidy
+from kgooglenet.tune.space import DEFAULT_SPACE, SearchSpace, config_from_values, from_tuner
 
 
 class _NaNGuard(keras.callbacks.TerminateOnNaN):
@@ -242,7 +242,7 @@ class _GoogLeNetTunerMixin:
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         self._trial_started, self._trial_error = time.monotonic(), None
-        values = {k: tidy(v) for k, v in trial.hyperparameters.values.items()}
+        values = {k: from_tuner(k, v) for k, v in trial.hyperparameters.values.items()}
         self._log(trial.trial_id, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {self.tuner_id} (pid {os.getpid()}) "
                                   f"runs trial {trial.trial_id}: {json.dumps(values, sort_keys=True)}")
 
