@@ -1,21 +1,23 @@
 """Hyperparameter search for GoogLeNet with KerasTuner (Bayesian optimization by default).
 
-Tunes learning rate, batch size, weight decay, dropout, aux dropout, optimizer, aux loss weight, label smoothing and
-(when fine-tuning from weights) how many blocks to train, starting from a TrainConfig (`--config`, as written by
-`recipes/train.py`; default: the digits quickstart). Rerunning the same command resumes the search (finished trials are
-kept, a trial killed midway is rerun under its own id; `--max-trials` may grow); `--overwrite` starts over. Batch sizes
-larger than the training split are dropped from the space. One line per trial says how it ended (a failure's traceback
-is in DIRECTORY/PROJECT/trial_<id>/trial.log). Writes to DIRECTORY/PROJECT/: results.csv (a row per trial with its
-hyperparameters), objective.png, hyperparameters.png (each hyperparameter against the objective) and best_config.json,
-which `python recipes/train.py --config DIRECTORY/PROJECT/best_config.json` trains into its own new run directory,
-DIRECTORY/PROJECT/best_trial_<id> (never the base config's out_dir). `--seed` (default 0) makes the trials reproducible.
+Tunes learning rate, batch size, weight decay, dropout, aux dropout, optimizer, aux loss weight, label smoothing, ema
+(an EMA of the weights or not) and (when fine-tuning from weights) how many blocks to train, starting from a TrainConfig
+(`--config`, as written by `recipes/train.py`; default: the digits quickstart). Rerunning the same command resumes the
+search (finished trials are kept, a trial killed midway is rerun under its own id; `--max-trials` may grow);
+`--overwrite` starts over. Batch sizes larger than the training split are dropped from the space. One line per trial
+says how it ended (a failure's traceback is in DIRECTORY/PROJECT/trial_<id>/trial.log). Writes to DIRECTORY/PROJECT/:
+results.csv (a row per trial with its hyperparameters), objective.png, hyperparameters.png (each hyperparameter against
+the objective) and best_config.json, which `python recipes/train.py --config DIRECTORY/PROJECT/best_config.json` trains
+into its own new run directory, DIRECTORY/PROJECT/best_trial_<id> (never the base config's out_dir). `--seed` (default
+0) makes the trials reproducible.
 
 Run (local; digits, 3 epochs per trial; measured 3.5-6.5 minutes per trial on 2 CPU cores shared with other jobs):
     python recipes/tune.py --width 0.25 --trial-epochs 3 --max-trials 4 --directory tuning
     python recipes/tune.py --width 0.25 --trial-epochs 3 --max-trials 10 --directory tuning   # 6 more trials
     python recipes/tune.py --config base.json --tuner hyperband --fix optimizer=sgd_nesterov \
         --range learning_rate=1e-3,0.1 --choices batch_size=64,128 --drop label_smoothing --overwrite
-Expected (first command, measured with the default --seed 0): "4 trials (4 completed); best val_accuracy=0.9805
+Expected (first command, measured with the default --seed 0 before `ema` joined the space; the trials sampled now
+differ, so the numbers will too): "4 trials (4 completed); best val_accuracy=0.9805
 (trial 2)" (AdamW, lr 6.5e-3, batch 32; the other trials 0.10-0.86), one line per trial before it, then the paths of
 the reports and "train it: python recipes/train.py --config tuning/googlenet/best_config.json (trains into
 tuning/googlenet/best_trial_2)".

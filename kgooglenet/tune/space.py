@@ -28,8 +28,8 @@ DERIVED = {"batch_size": int, "optimizer": str, "finetune_blocks": int}
 
 def value_type(name: str):
     """The Python type of hyperparameter `name`'s values (int, float, bool, str), or None when the field's type is not
-    one of these (e.g. "lr_mult"). ValueError for a name that is no TrainConfig field, "data.<field>" or derived
-    name."""
+    one of these (e.g. "lr_mult"). ValueError for a name that is no TrainConfig field, "data.<field>",
+    "data.augment.<field>" or derived name."""
     if name in DERIVED:
         return DERIVED[name]
     prefix, _, short = name.rpartition(".")
@@ -90,8 +90,9 @@ class Hyperparameter:
     """One tuned hyperparameter: a name, a kind and a range, type- and range-checked when made.
 
     The name is what KerasTuner records and what the results table shows. It is either a `TrainConfig` field
-    ("learning_rate", "weight_decay", "momentum", ...), a `DataConfig` field written "data.<field>", or one of the
-    three derived names: "batch_size" (sets data.batch_size), "optimizer" ("sgd", "sgd_nesterov", "adam", "adamw":
+    ("learning_rate", "weight_decay", "momentum", "ema", ...), a `DataConfig` field written "data.<field>", an
+    `AugmentConfig` field written "data.augment.<field>" (tuned only when the base config's data.augment is an
+    AugmentConfig, see `SearchSpace.relevant_to`), or one of the three derived names: "batch_size" (sets data.batch_size), "optimizer" ("sgd", "sgd_nesterov", "adam", "adamw":
     sets optimizer and nesterov) and "finetune_blocks" (how many of the last blocks of 10 - the stem and the nine
     inception modules - are trained; 10 trains everything, 0 only the classifiers: sets freeze_until).
 
@@ -210,7 +211,7 @@ class SearchSpace:
 
     Example:
     >>> space = DEFAULT_SPACE.fix("optimizer", "adamw").narrow("learning_rate", 1e-4, 1e-2)
-    >>> space.drop("finetune_blocks", "label_smoothing").names
+    >>> space.drop("finetune_blocks", "label_smoothing", "ema").names
     ('learning_rate', 'batch_size', 'weight_decay', 'dropout', 'aux_dropout', 'optimizer', 'aux_weight')
     >>> space["optimizer"].describe()
     "optimizer: fixed at 'adamw' - SGD + Nesterov momentum, Adam or AdamW"
@@ -278,7 +279,7 @@ class SearchSpace:
         return SearchSpace(tuple(p for p in self.params if p.name not in names))
 
     def add(self, param: Hyperparameter) -> "SearchSpace":
-        """Tune one more hyperparameter (any TrainConfig field, or "data.<field>")."""
+        """Tune one more hyperparameter (any TrainConfig field, "data.<field>" or "data.augment.<field>")."""
         if not isinstance(param, Hyperparameter):
             raise ValueError(f"SearchSpace.add takes a Hyperparameter, received {type(param).__name__}")
         return SearchSpace(self.params + (param,))
