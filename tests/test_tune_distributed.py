@@ -2,21 +2,24 @@
 of `recipes/tune.py` on loopback, finish a 4-trial search together with every trial run exactly once."""
 
 import csv
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 from kgooglenet.data import DataConfig
 from kgooglenet.train import TrainConfig
-from kgooglenet.tune import load_trials
+from kgooglenet.tune import TuneConfig, load_trials, make_tuner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_TRIALS = 4
-TIMEOUT = 420  # seconds per process (the chief polls for finished workers every 20 s)
+TIMEOUT = 420  # seconds for the whole search (the chief polls for finished workers every 20 s)
 
 
 def free_port() -> int:
@@ -32,8 +35,9 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     args = [sys.executable, os.path.join(ROOT, "recipes", "tune.py"), "--config", str(tmp_path / "base.json"),
             "--directory", str(tmp_path / "search"), "--max-trials", str(MAX_TRIALS), "--steps-per-epoch", "2",
             "--validation-steps", "1", "--patience", "0", "--run-eagerly", "--choices", "batch_size=16,32"]
+    # the processes import this checkout's kgooglenet (not whichever one is installed)
     env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()),
-               TF_CPP_MIN_LOG_LEVEL="2")
+               TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     roles = {"chief": [], "tuner0": [], "tuner1": ["--strategy", "mirrored"]}  # tuner1 trains under MirroredStrategy
     procs, logs = {}, {}
     try:
@@ -41,7 +45,12 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
             logs[tuner_id] = open(tmp_path / f"{tuner_id}.log", "w+")
             procs[tuner_id] = subprocess.Popen(args + extra, env=dict(env, KERASTUNER_TUNER_ID=tuner_id), cwd=tmp_path,
                                                stdout=logs[tuner_id], stderr=subprocess.STDOUT)
-        codes = {tuner_id: proc.wait(timeout=TIMEOUT) for tuner_id, proc in procs.items()}
+        # fail fast when a process dies: the chief would wait for a dead worker until the timeout
+        deadline = time.monotonic() + TIMEOUT
+        while (time.monotonic() < deadline and any(p.poll() is None for p in procs.values())
+               and not any(p.poll() for p in procs.values())):
+            time.sleep(1)
+        codes = {tuner_id: proc.poll() for tuner_id, proc in procs.items()}  # None: still running, killed below
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -53,7 +62,8 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
             text[tuner_id] = f.read()
             f.close()
     if codes != {"chief": 0, "tuner0": 0, "tuner1": 0}:
-        pytest.fail(f"exit codes {codes}\n" + "\n".join(f"--- {k} ---\n{v[-2500:]}" for k, v in text.items()))
+        pytest.fail(f"exit codes {codes} (None: still running after the others exited or after {TIMEOUT} s, "
+                    "killed)\n" + "\n".join(f"--- {k} ---\n{v[-2500:]}" for k, v in text.items()))
 
     # every trial ran once, on one of the workers, and both workers took part
     ran = {w: re.findall(rf"\[kgooglenet.tune\] {w} runs trial (\d+)", text[w]) for w in ("tuner0", "tuner1")}
@@ -75,3 +85,35 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
         assert len(list(csv.DictReader(f))) == MAX_TRIALS
     assert (project / "objective.png").stat().st_size > 5000
     assert TrainConfig.from_json(str(project / "best_config.json")).width == 0.0625
+
+
+def test_chief_stops_the_workers_after_consecutive_failures(tmp_path, monkeypatch):
+    # KerasTuner raises its max_consecutive_failed_trials error inside the chief's EndTrial handler, which left the
+    # oracle's lock held and the trial ongoing: the workers died on the RPC error and the chief waited forever
+    from keras_tuner.src.distribute import oracle_chief
+
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(free_port()))
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    train = TrainConfig(data=DataConfig(seed=0, batch_size=16), variant="cifar", width=0.0625, aux_heads=False,
+                        epochs=1, out_dir=str(tmp_path / "best_run"), verbose=0, tensorboard=False, plots=False)
+    oracle = make_tuner(TuneConfig(train=train, max_trials=6, max_consecutive_failed_trials=2,
+                                   directory=str(tmp_path / "search"))).oracle
+    trials = [oracle.create_trial(w) for w in ("tuner0", "tuner1")]
+    for t in trials:
+        t.status, t.message = "FAILED", "ValueError: boom"
+    # the gRPC handler thread ends both trials; the second one is the limit
+    handler = threading.Thread(target=lambda: [oracle.end_trial(t) for t in trials])
+    handler.start()
+    handler.join(30)
+    assert oracle.stop_reason == ("the search stopped: 2 trials in a row failed (max_consecutive_failed_trials); "
+                                  "the last one: ValueError: boom")
+    assert [oracle.trials[t.trial_id].status for t in trials] == ["FAILED", "FAILED"] and not oracle.ongoing_trials
+    assert [oracle.create_trial(w).status for w in ("tuner1", "tuner0")] == ["STOPPED", "STOPPED"]
+    assert len(oracle.trials) == 2 and not oracle.tuner_ids
+    # the chief's own loop (another thread) gets the lock and may exit
+    exited = threading.Event()
+    threading.Thread(target=lambda: oracle_chief.exit_chief(oracle) and exited.set(), daemon=True).start()
+    assert exited.wait(30)
+    with open(tmp_path / "search" / "googlenet" / f"trial_{trials[1].trial_id}" / "trial.json") as f:
+        assert json.load(f)["status"] == "FAILED"

@@ -67,7 +67,8 @@ def _trial_sort_key(trial_id: str):
 
 def load_trials(project_dir: str) -> list[dict]:
     """The trials of a search directory, in trial order: dicts with trial_id, status, score, best_step, values
-    (hyperparameter values, booleans as False/True), message (error text of failed trials) and tuners (ids of the tuners that ran it)."""
+    (hyperparameter values, booleans as False/True), message (error text of failed trials) and tuners (ids of the
+    tuners that ran it)."""
     rows = []
     for fname in tf.io.gfile.glob(os.path.join(project_dir, "trial_*", "trial.json")):
         with tf.io.gfile.GFile(fname) as f:

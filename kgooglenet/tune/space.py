@@ -34,7 +34,8 @@ def value_type(name: str):
         return DERIVED[name]
     prefix, _, short = name.rpartition(".")
     cls = {"": TrainConfig, "data": DataConfig, "data.augment": AugmentConfig}.get(prefix)
-    field = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("data", "augment")}.get(short) if cls else None
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("data", "augment")} if cls else {}
+    field = fields.get(short)
     if field is None:
         raise ValueError(
             f"hyperparameter {name!r} does not name a TrainConfig field, 'data.<DataConfig field>', "
@@ -92,9 +93,10 @@ class Hyperparameter:
     The name is what KerasTuner records and what the results table shows. It is either a `TrainConfig` field
     ("learning_rate", "weight_decay", "momentum", "ema", ...), a `DataConfig` field written "data.<field>", an
     `AugmentConfig` field written "data.augment.<field>" (tuned only when the base config's data.augment is an
-    AugmentConfig, see `SearchSpace.relevant_to`), or one of the three derived names: "batch_size" (sets data.batch_size), "optimizer" ("sgd", "sgd_nesterov", "adam", "adamw":
-    sets optimizer and nesterov) and "finetune_blocks" (how many of the last blocks of 10 - the stem and the nine
-    inception modules - are trained; 10 trains everything, 0 only the classifiers: sets freeze_until).
+    AugmentConfig, see `SearchSpace.relevant_to`), or one of the three derived names: "batch_size" (sets
+    data.batch_size), "optimizer" ("sgd", "sgd_nesterov", "adam", "adamw": sets optimizer and nesterov) and
+    "finetune_blocks" (how many of the last blocks of 10 - the stem and the nine inception modules - are trained; 10
+    trains everything, 0 only the classifiers: sets freeze_until).
 
     Example:
     >>> Hyperparameter("learning_rate", "float", low=1e-4, high=1e-1, log=True).describe()

@@ -201,6 +201,41 @@ class _AtomicStateOracle:
         _save_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
 
+class _StoppingChiefOracle:
+    """Chief oracle mixin: `max_consecutive_failed_trials` failures in a row stop a distributed search cleanly.
+
+    KerasTuner's own check raises inside the chief's EndTrial handler: the oracle's lock stays held and the trial stays
+    ongoing, every worker dies on the RPC error, and the chief waits for them forever. Here the trial is recorded as
+    usual, every worker asking for a new trial is told to stop (they exit normally), and `search` on the chief then
+    writes the reports and says why (`stop_reason`)."""
+
+    stop_reason = None
+
+    @kt.synchronized
+    def end_trial(self, trial):
+        try:
+            super().end_trial(trial)  # the outer lock is ours, so an exception below cannot leave it held
+        except RuntimeError as e:  # raised after the trial's status and end order are recorded
+            if "consecutive failures" not in str(e):
+                raise
+            self.stop_reason = self.stop_reason or (
+                f"the search stopped: {self.max_consecutive_failed_trials} trials in a row failed "
+                f"(max_consecutive_failed_trials); the last one: {str(e).strip().splitlines()[-1]}")
+            ended = self.trials[trial.trial_id]
+            self._save_trial(ended)
+            self.save()
+            for tuner_id, ongoing in list(self.ongoing_trials.items()):
+                if ongoing.trial_id == ended.trial_id:
+                    self.ongoing_trials.pop(tuner_id)
+
+    @kt.synchronized
+    def create_trial(self, tuner_id):
+        if self.stop_reason is None or tuner_id in self.ongoing_trials:
+            return super().create_trial(tuner_id)
+        self.tuner_ids.discard(tuner_id)  # as KerasTuner does for the STOPPED trial at max_trials
+        return kt.engine.trial.Trial(self.get_space(), trial_id=str(len(self.trials)), status="STOPPED")
+
+
 TRIAL_LOG = "trial.log"  # in each trial directory: the values, the traceback of a failure and the summary line
 
 
@@ -364,7 +399,8 @@ def make_tuner(config: TuneConfig, hypermodel: GoogLeNetHyperModel | None = None
             tuner.oracle.max_trials = config.max_trials
     if role != "worker":  # the oracle lives here: its state files are written atomically from now on
         oracle_class = type(tuner.oracle)
-        tuner.oracle.__class__ = type(oracle_class.__name__, (_AtomicStateOracle, oracle_class), {})
+        mixins = (_StoppingChiefOracle, _AtomicStateOracle) if role == "chief" else (_AtomicStateOracle,)
+        tuner.oracle.__class__ = type(oracle_class.__name__, (*mixins, oracle_class), {})
     tuner.objective_label = config.objective
     tuner.max_consecutive_failures = config.max_consecutive_failed_trials if role == "local" else None
     if resuming and role != "worker":
@@ -427,10 +463,13 @@ def search(config: TuneConfig, callbacks: list | None = None) -> TuneResult:
     except _ConsecutiveFailures as e:
         stopped = str(e)
         print(f"[kgooglenet.tune] {stopped}", flush=True)
-    except RuntimeError:  # a chief: KerasTuner's max_consecutive_failed_trials check; keep the reports of what ran
+    except RuntimeError:  # KerasTuner's max_consecutive_failed_trials check; keep the reports of what ran
         if role != "worker":
             write_reports(config, role)
         raise
+    if role == "chief" and tuner.oracle.stop_reason:
+        stopped = tuner.oracle.stop_reason
+        print(f"[kgooglenet.tune] {stopped}", flush=True)
     if role == "worker":
         return TuneResult(role=role, project_dir=config.project_dir, objective=config.objective)
     result = write_reports(config, role)
