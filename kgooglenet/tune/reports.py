@@ -83,7 +83,7 @@ def load_trials(project_dir: str) -> list[dict]:
             "status": state["status"],
             "score": state["score"],
             "best_step": state["best_step"],
-            "values": {k: from_tuner(k, v) for k, v in state["hyperparameters"]["values"].items()},
+            "values": {k: from_tuner(k, v, tidy_floats=False) for k, v in state["hyperparameters"]["values"].items()},
             "message": state["message"],
             "tuners": tuners,
         })

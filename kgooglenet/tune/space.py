@@ -394,17 +394,17 @@ def tidy(value):
     return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
-def from_tuner(name: str, value):
-    """`value` as KerasTuner hands it back, in the type of hyperparameter `name`: floats tidied, and False/True for a
-    bool field (KerasTuner's Choice stores booleans as the ints 0/1, which TrainConfig refuses). Names that are no
-    hyperparameter ("tuner/epochs", ...) only get their floats tidied."""
+def from_tuner(name: str, value, tidy_floats: bool = True):
+    """`value` as KerasTuner hands it back, in the type of hyperparameter `name`: False/True for a bool field
+    (KerasTuner's Choice stores booleans as the ints 0/1, which TrainConfig refuses) and, with `tidy_floats`, floats
+    tidied. Names that are no hyperparameter ("tuner/epochs", ...) keep their type."""
     try:
         kind = value_type(name)
     except ValueError:
         kind = None
     if kind is bool and not isinstance(value, bool) and value in (0, 1):
         return bool(value)
-    return tidy(value)
+    return tidy(value) if tidy_floats else value
 
 
 def config_fields(values: dict, variant: str = "cifar") -> dict:
