@@ -28,23 +28,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
+def run_search(tmp_path, roles: dict, extra_args=(), expected_codes=None) -> dict:
+    """Runs one `recipes/tune.py` process per role ({tuner_id: (extra args, extra env)}) on a tiny base config and
+    returns {tuner_id: output}; fails, with every output, unless they exit with `expected_codes` (default all 0)."""
     config = TrainConfig(data=DataConfig(seed=0, batch_size=16), variant="cifar", width=0.0625, aux_heads=False,
                          epochs=1, out_dir=str(tmp_path / "best_run"), verbose=0, tensorboard=False, plots=False)
     config.to_json(str(tmp_path / "base.json"))
     args = [sys.executable, os.path.join(ROOT, "recipes", "tune.py"), "--config", str(tmp_path / "base.json"),
             "--directory", str(tmp_path / "search"), "--max-trials", str(MAX_TRIALS), "--steps-per-epoch", "2",
-            "--validation-steps", "1", "--patience", "0", "--run-eagerly", "--choices", "batch_size=16,32"]
+            "--validation-steps", "1", "--patience", "0", "--run-eagerly", "--choices", "batch_size=16,32",
+            *extra_args]
     # the processes import this checkout's kgooglenet (not whichever one is installed)
     env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()),
                TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    roles = {"chief": [], "tuner0": [], "tuner1": ["--strategy", "mirrored"]}  # tuner1 trains under MirroredStrategy
     procs, logs = {}, {}
     try:
-        for tuner_id, extra in roles.items():
+        for tuner_id, (extra, extra_env) in roles.items():
             logs[tuner_id] = open(tmp_path / f"{tuner_id}.log", "w+")
-            procs[tuner_id] = subprocess.Popen(args + extra, env=dict(env, KERASTUNER_TUNER_ID=tuner_id), cwd=tmp_path,
-                                               stdout=logs[tuner_id], stderr=subprocess.STDOUT)
+            procs[tuner_id] = subprocess.Popen(args + list(extra), env=dict(env, KERASTUNER_TUNER_ID=tuner_id,
+                                                                            **extra_env),
+                                               cwd=tmp_path, stdout=logs[tuner_id], stderr=subprocess.STDOUT)
         # fail fast when a process dies: the chief would wait for a dead worker until the timeout
         deadline = time.monotonic() + TIMEOUT
         while (time.monotonic() < deadline and any(p.poll() is None for p in procs.values())
@@ -61,9 +64,15 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
             f.seek(0)
             text[tuner_id] = f.read()
             f.close()
-    if codes != {"chief": 0, "tuner0": 0, "tuner1": 0}:
-        pytest.fail(f"exit codes {codes} (None: still running after the others exited or after {TIMEOUT} s, "
+    if codes != (expected_codes or {tuner_id: 0 for tuner_id in roles}):
+        pytest.fail(f"exit codes {codes} (None: still running after another process failed or after {TIMEOUT} s, "
                     "killed)\n" + "\n".join(f"--- {k} ---\n{v[-2500:]}" for k, v in text.items()))
+    return text
+
+
+def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
+    # tuner1 trains under MirroredStrategy
+    text = run_search(tmp_path, {"chief": ((), {}), "tuner0": ((), {}), "tuner1": (("--strategy", "mirrored"), {})})
 
     # every trial ran once, on one of the workers, and both workers took part
     ran = {w: re.findall(rf"\[kgooglenet.tune\] {w} runs trial (\d+)", text[w]) for w in ("tuner0", "tuner1")}
@@ -117,3 +126,18 @@ def test_chief_stops_the_workers_after_consecutive_failures(tmp_path, monkeypatc
     assert exited.wait(30)
     with open(tmp_path / "search" / "googlenet" / f"trial_{trials[1].trial_id}" / "trial.json") as f:
         assert json.load(f)["status"] == "FAILED"
+
+
+def test_a_failing_worker_stops_the_search_with_a_clear_error(tmp_path):
+    # tuner0's first batch is NaN: its trial fails, the limit of 1 failure in a row is reached, the worker is told to
+    # stop and exits normally, and the chief writes the reports and exits 1 saying why (before: both hung or died)
+    text = run_search(tmp_path, {"chief": ((), {}), "tuner0": ((), {"KGOOGLENET_FAULT": "nan:1"})},
+                      ["--max-consecutive-failed-trials", "1"], expected_codes={"chief": 1, "tuner0": 0})
+    assert re.findall(r"\[kgooglenet.tune\] tuner0 runs trial (\d+)", text["tuner0"]) == ["0"]
+    assert ("[kgooglenet.tune] the search stopped: 1 trials in a row failed (max_consecutive_failed_trials)"
+            in text["chief"])
+    assert "error: no trial of the search in" in text["chief"] and "completed (1 failed)" in text["chief"]
+    trials = load_trials(str(tmp_path / "search" / "googlenet"))
+    assert [(t["trial_id"], t["status"]) for t in trials] == [("0", "FAILED")]
+    with open(tmp_path / "search" / "googlenet" / "results.csv") as f:
+        assert [row["status"] for row in csv.DictReader(f)] == ["FAILED"]
