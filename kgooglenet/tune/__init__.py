@@ -29,7 +29,10 @@ Distributed search uses KerasTuner's own chief/worker protocol: every process ru
 `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT` and its own `KERASTUNER_TUNER_ID` ("chief" for the process that runs
 the oracle server, "tuner0", "tuner1", ... for the workers). The chief serves trials, exits when every trial is done
 and then writes the reports; `directory` must be shared by all processes (NFS, or a gs:// path). Each worker can
-itself train on several devices (`TuneConfig.strategy="mirrored"`).
+itself train on several devices (`TuneConfig.strategy="mirrored"`). After `max_consecutive_failed_trials` failures in
+a row the chief tells each worker to stop, then writes the reports and says why. The chief cannot tell a dead worker
+from a slow one (KerasTuner has no heartbeat): it waits for a worker killed mid-trial, which is restarted with the
+same `KERASTUNER_TUNER_ID` to rerun that trial.
 
 Modules: `space` (the search space and its mapping onto TrainConfig), `config` (TuneConfig), `tuners` (HyperModel,
 tuners, `make_tuner`, `search`), `reports` (results.csv, objective.png, best_config.json).
