@@ -10,7 +10,7 @@ Data: `--prepared DIR` (TFRecords from `python -m kgooglenet prepare SRC DIR`), 
 
 Run:
     python recipes/finetune.py --weights imagenet-torchvision --prepared prepared/caltech256 --freeze-until inception_4e \
-        --epochs 10 --out-dir runs/ft_caltech256 --precision mixed_bfloat16
+        --epochs 10 --out-dir runs/ft_caltech256 --precision auto
     python recipes/finetune.py --weights imagenet-caffe --variant paper --tfds oxford_flowers102 --data-dir ~/tfds
     python recipes/finetune.py ... --augment strong   # small datasets: RandAugment + random erasing (AugmentConfig.strong)
 

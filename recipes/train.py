@@ -2,7 +2,7 @@
 few flags over it. Without `--config` the defaults train the "cifar" variant on the embedded digits.
 
 Run:
-    python recipes/train.py --width 0.25 --epochs 8 --precision mixed_bfloat16 --out-dir runs/digits
+    python recipes/train.py --width 0.25 --epochs 8 --precision auto --out-dir runs/digits
     python recipes/train.py --config tuning/googlenet/best_config.json --out-dir runs/best
     python recipes/train.py --write-config my.json --width 0.5 --epochs 30   # write the config, do not train
 

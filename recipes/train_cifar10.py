@@ -6,7 +6,7 @@ and copy DIR here. A missing dataset stops with an error that says exactly this.
 
 Run:
     python recipes/train_cifar10.py --data-dir ~/tensorflow_datasets --out-dir runs/cifar10
-    python recipes/train_cifar10.py --data-dir ~/tensorflow_datasets --epochs 30 --precision mixed_bfloat16
+    python recipes/train_cifar10.py --data-dir ~/tensorflow_datasets --epochs 30 --precision auto
     python recipes/train_cifar10.py --data-dir ~/tensorflow_datasets --strategy mirrored --batch-size 256   # all GPUs
 
 Expected: the full-width model with CIFAR augmentation (pad 4 + random crop + flip), SGD Nesterov 0.1, weight decay

@@ -10,7 +10,7 @@ Inception-style augmentation on the prepared shards.
 Run:
     python -m kgooglenet prepare 256_ObjectCategories/ prepared/caltech256       # optional: step 1 alone
     python recipes/train_folder.py 256_ObjectCategories/ --prepared prepared/caltech256 --out-dir runs/caltech256 \
-        --epochs 90 --batch-size 64 --precision mixed_bfloat16
+        --epochs 90 --batch-size 64 --precision auto
     python recipes/train_folder.py images/ --prepared prepared/small --image-size 96 --width 0.25 --epochs 10
 
 Expected: Caltech-256 (30,607 images, 257 classes) from scratch with the "bn" variant at 224 reaches roughly 55-65%

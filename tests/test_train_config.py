@@ -119,3 +119,28 @@ def test_kgooglenet_train_is_the_package_and_train_train_the_function():
     assert package.build_model_and_compile is build.build_model_and_compile and package.TrainResult is run.TrainResult
     with pytest.raises(ValueError, match="config must be a TrainConfig"):
         package.train({"epochs": 1})
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch, tmp_path):
+    # without native bfloat16 TensorFlow emulates it (8x slower steps on an AVX2 CPU), so "auto" must not pick it there
+    from kgooglenet.train import build, strategy
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: real_open(cpuinfo if f == "/proc/cpuinfo" else f, *a, **k))
+    assert not strategy.native_bfloat16_cpu() and strategy.resolve_precision("auto") == "float32"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
+    assert strategy.native_bfloat16_cpu() and strategy.resolve_precision("auto") == "mixed_bfloat16"
+    assert strategy.resolve_precision("mixed_float16") == "mixed_float16"  # explicit choices are kept
+
+    config = TrainConfig(width=0.125, epochs=1, precision="auto", data=DataConfig(source="digits", image_size=32),
+                         variant="cifar")
+    model = build.build_model_and_compile(config, num_classes=10)
+    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert "precision mixed_bfloat16 (auto)" in build.summary_line("default", 1, config, 5, model, 0)
+    cpuinfo.write_text("flags\t\t: fpu avx2\n")
+    assert build.build_model_and_compile(config, num_classes=10).get_layer("conv1").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="bfloat16")

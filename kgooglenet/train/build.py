@@ -18,6 +18,7 @@ from kgooglenet.train import faults
 from kgooglenet.train.config import TrainConfig
 from kgooglenet.train.finetune import apply_finetuning
 from kgooglenet.train.optim import Crossentropy, make_metrics, make_optimizer
+from kgooglenet.train.strategy import resolve_precision
 from kgooglenet.train.trainer import TrainingModel
 from kgooglenet.weights.cache import resolve_weights
 
@@ -26,10 +27,11 @@ log = logging.getLogger("kgooglenet.train")
 
 @contextlib.contextmanager
 def precision_policy(precision: str):
-    """Temporarily set Keras' global dtype policy ("float32", "mixed_float16", "mixed_bfloat16"). Layers keep the
-    policy they were built with, so the model stays mixed after the context ends."""
+    """Temporarily set Keras' global dtype policy ("float32", "mixed_float16", "mixed_bfloat16", or "auto": see
+    `strategy.resolve_precision`). Layers keep the policy they were built with, so the model stays mixed after the
+    context ends."""
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
+    keras.config.set_dtype_policy(resolve_precision(precision))
     try:
         yield
     finally:
@@ -130,9 +132,14 @@ def resolve_num_classes(config: TrainConfig, bundle) -> int:
     return int(config.num_classes)
 
 
+def _precision_text(precision: str) -> str:
+    resolved = resolve_precision(precision)
+    return resolved if resolved == precision else f"{resolved} (auto)"
+
+
 def summary_line(strategy_name: str, replicas: int, config: TrainConfig, steps: int, model, done: int) -> str:
     line = (
-        f"kgooglenet.train: strategy {strategy_name}, replicas {replicas}, precision {config.precision}, "
+        f"kgooglenet.train: strategy {strategy_name}, replicas {replicas}, precision {_precision_text(config.precision)}, "
         f"global batch {config.data.batch_size}, steps per epoch {steps}, epochs {config.epochs}, "
         f"model {model.name} width {config.width} ({model.count_params():,} params, aux heads "
         f"{'on' if config.aux_heads else 'off'}), out_dir {config.out_dir}"

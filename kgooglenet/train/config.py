@@ -30,7 +30,7 @@ from kgooglenet.specs import PREPROCESSING, VARIANTS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "poly", "cosine", "plateau")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 
@@ -93,7 +93,7 @@ class TrainConfig:
     steps_per_execution: int = 1  # training steps run per tf.function call in fit (larger amortizes Python overhead; progress/callbacks update less often)
 
     # --- hardware ---------------------------------------------------------------------------------------------------
-    precision: str = "float32"  # "float32", "mixed_float16" (loss scaling; float32 logits/softmax) or "mixed_bfloat16" (1.4x faster than float32 at 224 on this AVX512-BF16 CPU)
+    precision: str = "float32"  # "float32", "mixed_float16" (loss scaling; float32 logits/softmax), "mixed_bfloat16" (1.4x faster than float32 at 224 on an AVX512-BF16 CPU, 8x slower on one without) or "auto" (mixed_bfloat16 where the hardware computes bfloat16 natively, else float32: `strategy.resolve_precision`)
     strategy: str = "auto"  # "auto" (multiworker if TF_CONFIG names several workers, mirrored if several GPUs, else default), "default", "mirrored" (all local GPUs, or `devices`), "multiworker" (TF_CONFIG; custom training loop)
     devices: list[str] | None = None  # "mirrored": explicit device list (e.g. ["/cpu:0", "/cpu:1"] with logical CPUs); None = all local GPUs
     jit_compile: Any = "auto"  # XLA: "auto" (Keras' choice: off on CPU and under a strategy), True or False
