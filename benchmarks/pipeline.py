@@ -20,19 +20,18 @@ Compares, on the same files (made here from scikit-learn's sample images under a
 Prints images/s, the ratio to PyTorch, and a per-stage breakdown of the native path (where the time goes).
 Expected on this 2-core machine: native >= 1.5x PyTorch; target for RandAugment: ours >= 1.5x torchvision's.
 
-RandAugment(2, 9), measured 2026-12-02 (600 JPEGs, batch 64, one timed epoch after a warm-up, the same run, load
-average ~3 on the 2 cores from other jobs, so images/s are rough; CPU ms per image is the robust number):
-  ours, per-element tf.switch_case (kept):        197 images/s, 4.70 CPU ms/img  (policy off: 640, 1.48)
-  ours, draws per element + ops per batch (tried, bit-identical, NOT kept: slower): 188 images/s, 5.09 CPU ms/img
-  torchvision v2 DataLoader (2 workers):          238 images/s, 4.13 CPU ms/img
-  -> ours 0.79x images/s, 0.81x CPU (target 1.5x: not reached; at load ~1 an earlier pair gave 347 vs 512 images/s,
-     4.91 vs 3.77 ms). What limits it: the policy's own cost, ~3.3 CPU ms/img (native 1.5-1.6 ms without it) against
-     torchvision's whole path at 3.8-4.1 ms. Per image at 224 in a batch of 64, one thread: ImageProjectiveTransformV3
-     (nearest, float32) ~1.2 ms (5 of the 14 ops are geometric), equalize ~3 ms, autocontrast ~1.3, color ~1.2,
-     sharpness ~0.9; dynamic_partition + dynamic_stitch ~0.3 ms per step. Batching removes the per-element switch_case
-     but not the kernels' cost: torchvision's ops run on uint8 (4x less memory traffic) with faster kernels. Next: run
-     the policy on uint8 (torchvision rounds to uint8 anyway) and replace the projective transform by a cheaper
-     gather for the affine ops.
+RandAugment(2, 9), measured 2026-12-02 on a 2-core AVX2 Zen 3 (1200 JPEGs, batch 64, best of 2 rounds, one run):
+  ours 453 images/s, 3.84 CPU ms/img (policy off: 782, 2.31); torchvision v2 DataLoader 372 images/s, 5.28 ms
+  -> ours 1.22x images/s, 1.38x CPU (target 1.5x: not reached). Earlier the same day (Zen 5) it was 0.79x: the
+  policy then cost ~3.3 ms/img. What changed, per op at 224 in a warm tf.data iterator, one thread: the geometric
+  ops are one gather of source pixels instead of ImageProjectiveTransformV3 (~2.1 -> 1.0 ms incl. ~0.25 of
+  iterator/batch overhead), sharpness sums shifted slices instead of a 3-channel depthwise conv (7.7 -> 0.9),
+  equalize takes its histograms from one histogram_fixed_width (5.3 -> 1.7), same-shape selects use
+  tf.raw_ops.Select (solarize 1.5 -> 0.3) and posterize a scalar tf.cond (1.2 -> 0.55). The per-element
+  tf.switch_case is not a cost in a warm iterator (a timing over fresh iterators charges it ~2 ms/img of graph
+  optimization). What is left: TF's elementwise kernels run ~1 G elements/s per thread on float32 here, a gather
+  ~15 ns per index and broadcasting a [3] vector over an image ~0.6 ms, so autocontrast (1.9), color (1.1) and the
+  geometric ops stay near 1 ms; torchvision's uint8 kernels are faster per op, and its lead is the decode.
 """
 
 from __future__ import annotations
