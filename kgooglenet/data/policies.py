@@ -82,9 +82,8 @@ def _transform(img, matrix):
     m = tf.unstack(tf.cast(matrix, tf.float32))
     xs = tf.cast(tf.range(w), tf.float32)[None, :]
     ys = tf.cast(tf.range(h), tf.float32)[:, None]
-    # std::round as the TF kernel: halves away from zero (tf.round rounds them to even)
-    src_x = tf.floor(tf.abs(m[0] * xs + m[1] * ys + m[2]) + 0.5) * tf.sign(m[0] * xs + m[1] * ys + m[2])
-    src_y = tf.floor(tf.abs(m[3] * xs + m[4] * ys + m[5]) + 0.5) * tf.sign(m[3] * xs + m[4] * ys + m[5])
+    src_x = _round_half_away(m[0] * xs + m[1] * ys + m[2])
+    src_y = _round_half_away(m[3] * xs + m[4] * ys + m[5])
     fw, fh = tf.cast(w, tf.float32), tf.cast(h, tf.float32)
     inside = (src_x >= 0.0) & (src_x < fw) & (src_y >= 0.0) & (src_y < fh)
     index = tf.cast(_select(inside, src_y * fw + src_x, tf.fill(tf.shape(src_x), fh * fw)), tf.int32)
@@ -159,12 +158,29 @@ def _shear_y(img, v):
     return _transform(img, [1.0, 0.0, 0.0, v, 1.0, 0.5 * v, 0.0, 0.0])
 
 
+def _round_half_away(x):
+    """std::round (the TF image kernels' rounding): halves away from zero; tf.round rounds them to even."""
+    return tf.floor(tf.abs(x) + 0.5) * tf.sign(x)
+
+
+def _shift(img, offset, axis):
+    """out[i] = img[i + round(offset)] along `axis`, zero fill: a translation sampled nearest-neighbour, as
+    `_transform` with a pure offset would sample it, as one slice and one pad (cheaper than the gather)."""
+    n = tf.shape(img)[axis]
+    s = tf.clip_by_value(tf.cast(_round_half_away(offset), tf.int32), -n, n)
+    begin, size = [0, 0, 0], [-1, -1, -1]
+    begin[axis], size[axis] = tf.maximum(s, 0), n - tf.abs(s)
+    pads = [[0, 0], [0, 0], [0, 0]]
+    pads[axis] = [tf.maximum(-s, 0), tf.maximum(s, 0)]
+    return tf.ensure_shape(tf.pad(tf.slice(img, begin, size), pads), img.shape)
+
+
 def _translate_x(img, v):
-    return _transform(img, [1.0, 0.0, -v * _side(img, 1), 0.0, 1.0, 0.0, 0.0, 0.0])
+    return _shift(img, -v * _side(img, 1), axis=1)
 
 
 def _translate_y(img, v):
-    return _transform(img, [1.0, 0.0, 0.0, 0.0, 1.0, -v * _side(img, 0), 0.0, 0.0])
+    return _shift(img, -v * _side(img, 0), axis=0)
 
 
 def _rotate(img, v):
