@@ -75,6 +75,11 @@ def _select(condition, x, y):
     return tf.raw_ops.Select(condition=condition, x=x, y=y)
 
 
+def _round_half_away(x):
+    """std::round (the TF image kernels' rounding): halves away from zero; tf.round rounds them to even."""
+    return tf.floor(tf.abs(x) + 0.5) * tf.sign(x)
+
+
 def _transform(img, matrix):
     """Affine transform (output pixel -> input pixel, a 2x3 `matrix` row-major), nearest neighbour, zero fill: one
     gather of source pixels. Equal to ImageProjectiveTransformV3 (NEAREST, CONSTANT 0), which costs ~3x as much."""
@@ -156,11 +161,6 @@ def _shear_x(img, v):  # about the top-left corner of the first pixel, as torchv
 
 def _shear_y(img, v):
     return _transform(img, [1.0, 0.0, 0.0, v, 1.0, 0.5 * v, 0.0, 0.0])
-
-
-def _round_half_away(x):
-    """std::round (the TF image kernels' rounding): halves away from zero; tf.round rounds them to even."""
-    return tf.floor(tf.abs(x) + 0.5) * tf.sign(x)
 
 
 def _shift(img, offset, axis):

@@ -410,10 +410,12 @@ def from_tuner(name: str, value, tidy_floats: bool = True):
 def config_fields(values: dict, variant: str = "cifar") -> dict:
     """Translates hyperparameter values into TrainConfig changes: {"field": v} and {"data.field": v} entries.
 
-    Raises ValueError for a name that is neither a TrainConfig field, "data.<field>", nor a derived name.
+    Raises ValueError for a name that is neither a TrainConfig field, "data.<field>", "data.augment.<field>", nor a
+    derived name.
     """
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    augment_fields = {f.name for f in dataclasses.fields(AugmentConfig)}
     out = {}
     for name, value in values.items():
         if name.startswith("tuner/"):  # Hyperband bookkeeping
@@ -434,7 +436,7 @@ def config_fields(values: dict, variant: str = "cifar") -> dict:
             out["freeze_until"] = None if k == NUM_BLOCKS else _block_names(variant)[NUM_BLOCKS - k - 1]
         elif name.startswith("data.") and name[5:] in data_fields:
             out[name] = value
-        elif name.startswith("data.augment.") and name[13:] in {f.name for f in dataclasses.fields(AugmentConfig)}:
+        elif name.startswith("data.augment.") and name[13:] in augment_fields:
             out[name] = value
         elif name in train_fields and name != "data":
             out[name] = value
