@@ -3,7 +3,8 @@
 Trains the "cifar" variant (32x32 inputs) at width 0.25 with its two aux heads (loss weight 0.3) on scikit-learn's
 handwritten digits (1,797 images, 20% held out for validation, upscaled to 32x32 RGB; nothing is downloaded), with SGD +
 Nesterov momentum, one warmup epoch then cosine decay, and precision "auto" (mixed_bfloat16 on CPUs with AVX512-BF16
-or AMX, where it is faster; float32 elsewhere, where bfloat16 is emulated and 8x slower). Then evaluates the best checkpoint on the validation split, writes the plots and a TF Serving SavedModel.
+or AMX, where it is faster; float32 elsewhere, where bfloat16 is emulated and 8x slower). Then evaluates the best
+checkpoint on the validation split, writes the plots and a TF Serving SavedModel.
 
 Run:
     python recipes/quickstart.py
