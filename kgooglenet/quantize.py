@@ -4,7 +4,8 @@
 (per-channel int8 weights in 7 bits, so CPUs without VNNI do not saturate; uint8 activations with ranges calibrated
 on `calibration` images; the classifier and softmax stay float32, a negligible share of the work, so close logits are
 not rounded into ties), then runs it on held-out images that never overlap the calibration ones (checked by content
-hash) and compares its top-1 class with the float32 Keras model's. The agreement (and the accuracies, when the held-out images have labels) is printed and written beside
+hash) and compares its top-1 class with the float32 Keras model's. The agreement (and the accuracies, when the
+held-out images have labels) is printed and written beside
 the file, `<path>.json`; `int8_report(path)` reads it back. Input and output are those of `export_onnx`: "image",
 RGB float32 in [0, 255], NCHW by default (`channels_first=True`, like torchvision's exports), "probabilities" float32.
 Needs the optional extra `onnx` (tf2onnx, onnx, onnxruntime for the quantization, openvino to run it):
