@@ -49,6 +49,7 @@ import numpy as np
 WIDTH, HEIGHT = 500, 375
 RANDAUGMENT = "kgooglenet native + RandAugment(2, 9)"
 TORCH_RANDAUGMENT = "torchvision v2 RandAugment(2, 9) DataLoader"
+WARM_BATCHES = 4  # skipped before every timed pass, on both sides
 
 
 def make_jpeg_folder(root: str, images: int, classes: int = 10, seed: int = 0, quality: int = 90) -> str:
@@ -134,14 +135,19 @@ def torch_worker(root: str, batch_size: int, epochs: int, workers: int) -> dict:
             img = torchvision.io.decode_jpeg(torchvision.io.read_file(files[i]))
             return tv_transform(img), labels[i]
 
+    def sampler(dataset):  # one epoch after WARM_BATCHES batches of warm-up, every iter()
+        return torch.utils.data.RandomSampler(dataset, num_samples=len(files) + WARM_BATCHES * batch_size)
+
     out = {}
     loaders = {
-        "usual": torch.utils.data.DataLoader(Folder(), batch_size=batch_size, shuffle=True, num_workers=workers,
-                                             drop_last=True, persistent_workers=True),
+        "usual": torch.utils.data.DataLoader(Folder(), batch_size=batch_size, sampler=sampler(Folder()),
+                                             num_workers=workers, drop_last=True, persistent_workers=True),
         # the same with one OpenCV / torch thread per worker (no oversubscription of the 2 cores)
-        "tuned": torch.utils.data.DataLoader(Folder(), batch_size=batch_size, shuffle=True, num_workers=workers,
-                                             drop_last=True, persistent_workers=True, worker_init_fn=one_thread),
-        "randaugment": torch.utils.data.DataLoader(TorchvisionFolder(), batch_size=batch_size, shuffle=True,
+        "tuned": torch.utils.data.DataLoader(Folder(), batch_size=batch_size, sampler=sampler(Folder()),
+                                             num_workers=workers, drop_last=True, persistent_workers=True,
+                                             worker_init_fn=one_thread),
+        "randaugment": torch.utils.data.DataLoader(TorchvisionFolder(), batch_size=batch_size,
+                                                   sampler=sampler(TorchvisionFolder()),
                                                    num_workers=workers, drop_last=True, persistent_workers=True,
                                                    worker_init_fn=one_thread),
     }
@@ -150,6 +156,8 @@ def torch_worker(root: str, batch_size: int, epochs: int, workers: int) -> dict:
     for epoch in range(epochs + 1):  # epoch 0 warms up workers and the page cache; loaders interleaved
         for name, loader in loaders.items():
             it = iter(loader)  # persistent workers: the same processes every epoch
+            for _ in range(WARM_BATCHES):  # the workers' restart and prefetch fill are not throughput
+                next(it)
             n, t, c = 0, time.perf_counter(), _cpu_seconds(include_children=True)
             for x, _ in it:
                 n += x.shape[0]
@@ -188,16 +196,19 @@ def run_torch(root: str, batch_size: int, epochs: int, workers: int) -> dict | N
 # --------------------------------------------------------------------------------------------
 # TF side
 # --------------------------------------------------------------------------------------------
-def _rate(ds, epochs: int, warmup: bool = True) -> tuple[float, float]:
-    """(best images/s, best CPU ms per image) over `epochs` passes, after one warm-up pass."""
+def _rate(ds, batches: int, epochs: int, warmup: bool = True) -> tuple[float, float]:
+    """(best images/s, best CPU ms per image) over `epochs` passes of `batches` batches from one iterator, after
+    WARM_BATCHES batches (a whole pass when `warmup`: tracing, autotune ramp-up, page cache)."""
     rate, cpu = 0.0, float("inf")
-    for epoch in range(epochs + int(warmup)):  # warm-up epoch: tracing, autotune ramp-up, page cache
+    it = iter(ds.repeat())
+    for _ in range(batches if warmup else WARM_BATCHES):  # iterator start-up is not throughput (see the docstring)
+        next(it)
+    for _ in range(epochs):
         n, t, c = 0, time.perf_counter(), _cpu_seconds()
-        for x, _ in ds:
-            n += int(x.shape[0])
-        if epoch or not warmup:
-            rate = max(rate, n / (time.perf_counter() - t))
-            cpu = min(cpu, 1e3 * (_cpu_seconds() - c) / n)
+        for _ in range(batches):
+            n += int(next(it)[0].shape[0])
+        rate = max(rate, n / (time.perf_counter() - t))
+        cpu = min(cpu, 1e3 * (_cpu_seconds() - c) / n)
     return rate, cpu
 
 
@@ -249,7 +260,7 @@ def stages(files, batch_size, epochs):
         ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
         options = tf.data.Options()
         options.threading.max_intra_op_parallelism = 1
-        out[name] = _rate(ds.with_options(options), epochs)[1]
+        out[name] = _rate(ds.with_options(options), len(files) // batch_size, epochs)[1]
     return out
 
 
@@ -313,7 +324,7 @@ def main(argv=None) -> dict:
                     results[name] = max(results.get(name, 0.0), res[key])
                     cpu[name] = min(cpu.get(name, float("inf")), res[key + "_cpu_ms"])
         for name, ds in tf_pipes.items():
-            rate, ms = _rate(ds, a.epochs, warmup=r == 0)
+            rate, ms = _rate(ds, len(files) // a.batch_size, a.epochs, warmup=r == 0)
             results[name] = max(results.get(name, 0.0), rate)
             cpu[name] = min(cpu.get(name, float("inf")), ms)
     load = os.getloadavg()[0]

@@ -21,6 +21,7 @@ from kgooglenet.data import image as image_ops
 from kgooglenet.data import records
 from kgooglenet.data.config import AlbumentationsSpec, AugmentConfig, DataConfig, DatasetBundle
 from kgooglenet.data.folders import list_image_folder, stratified_split
+from kgooglenet.data.malloc import reuse_freed_memory
 
 
 
@@ -288,6 +289,7 @@ def _seed_stream(seed: int | None, pipeline_id: int) -> tf.data.Dataset:
 
 def _build(split: _Split, source: _Source, config: DataConfig, *, training: bool, augment,
            input_context, read_files: bool, normalization: tuple | None) -> tf.data.Dataset:
+    reuse_freed_memory()  # every element and batch is a fresh multi-MiB buffer: see kgooglenet/data/malloc.py
     ds, sharded = split.make(input_context, training)
     pipes = input_context.num_input_pipelines if input_context is not None else 1
     pipe_id = input_context.input_pipeline_id if input_context is not None else 0
@@ -426,6 +428,7 @@ def validation_images(config: DataConfig) -> tuple[tf.data.Dataset, list[str], i
     Raises:
         ValueError: the source has no validation split (val_split=0).
     """
+    reuse_freed_memory()  # as in _build
     source, _ = _prepare(config)
     if source.val is None:
         raise ValueError(f"the DataConfig has no validation split (val_split={config.val_split})")
