@@ -20,18 +20,22 @@ Compares, on the same files (made here from scikit-learn's sample images under a
 Prints images/s, the ratio to PyTorch, and a per-stage breakdown of the native path (where the time goes).
 Expected on this 2-core machine: native >= 1.5x PyTorch; target for RandAugment: ours >= 1.5x torchvision's.
 
+Every timed pass is one epoch of batches from a warm loader, after WARM_BATCHES batches on both sides: the torch
+loaders keep their workers (persistent_workers), and a fresh tf.data iterator spends ~0.4-0.7 s instantiating and
+optimizing the RandAugment map function (2 switch_cases of 14 branches) before its first batch. A training run pays
+that once per iterator (once per epoch with a finite dataset), not per image; a 1200-image epoch of ~2 s would
+charge it ~25% of the time.
+
 RandAugment(2, 9), measured 2026-12-02 on a 2-core AVX2 Zen 3 (1200 JPEGs, batch 64, best of 2 rounds, one run):
-  ours 453 images/s, 3.84 CPU ms/img (policy off: 782, 2.31); torchvision v2 DataLoader 372 images/s, 5.28 ms
-  -> ours 1.22x images/s, 1.38x CPU (target 1.5x: not reached). Earlier the same day (Zen 5) it was 0.79x: the
-  policy then cost ~3.3 ms/img. What changed, per op at 224 in a warm tf.data iterator, one thread: the geometric
-  ops are one gather of source pixels instead of ImageProjectiveTransformV3 (~2.1 -> 1.0 ms incl. ~0.25 of
-  iterator/batch overhead), sharpness sums shifted slices instead of a 3-channel depthwise conv (7.7 -> 0.9),
-  equalize takes its histograms from one histogram_fixed_width (5.3 -> 1.7), same-shape selects use
-  tf.raw_ops.Select (solarize 1.5 -> 0.3) and posterize a scalar tf.cond (1.2 -> 0.55). The per-element
-  tf.switch_case is not a cost in a warm iterator (a timing over fresh iterators charges it ~2 ms/img of graph
-  optimization). What is left: TF's elementwise kernels run ~1 G elements/s per thread on float32 here, a gather
-  ~15 ns per index and broadcasting a [3] vector over an image ~0.6 ms, so autocontrast (1.9), color (1.1) and the
-  geometric ops stay near 1 ms; torchvision's uint8 kernels are faster per op, and its lead is the decode.
+  ours 725 images/s, 2.70 CPU ms/img (policy off: 1241, 1.54); torchvision v2 DataLoader 440 images/s, 4.38 ms
+  -> ours 1.65x images/s, 1.62x CPU (target 1.5x: met). Without kgooglenet.data.malloc (glibc returning every
+  large freed buffer to the kernel, so each new one is zero-filled by page faults again), the same run gave 559
+  images/s, 3.45 ms: 1.16x. The per-op work of the same day: the geometric ops are one gather of source pixels
+  instead of ImageProjectiveTransformV3, sharpness sums shifted slices instead of a 3-channel depthwise conv (7.7
+  -> 0.9 ms), equalize takes its histograms from one histogram_fixed_width (5.3 -> 1.7), same-shape selects use
+  tf.raw_ops.Select (solarize 1.5 -> 0.3) and posterize a scalar tf.cond (1.2 -> 0.55). Left: broadcasting a [3]
+  vector over an image costs ~0.6 ms, so autocontrast (~0.9 ms above identity) and equalize (~1.2) are the dearest
+  ops.
 """
 
 from __future__ import annotations
