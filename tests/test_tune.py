@@ -126,6 +126,9 @@ def test_ema_and_augmentation_fields_are_tunable(tmp_path):
     assert {"data.augment.randaugment_magnitude", "data.augment.erase_prob"} <= set(space.relevant_to(base).names)
     # the "auto" preset (the default) or an AlbumentationsSpec would be replaced by one field's override: not tuned
     assert not any(n.startswith("data.augment.") for n in space.relevant_to(TrainConfig()).names)
+    why = space.irrelevant_to(TrainConfig())  # what make_tuner prints, one line each
+    assert why["data.augment.erase_prob"] == "data.augment is 'auto', not an AugmentConfig"
+    assert why["finetune_blocks"] == "weights=None: training from scratch" and "ema" not in why
     with pytest.raises(ValueError, match="randaugment_magnitude=31"):
         Hyperparameter("data.augment.randaugment_magnitude", "choice", values=(9.0, 31))
     with pytest.raises(ValueError, match="'data.augment.no_such' does not name"):

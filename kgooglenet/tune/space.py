@@ -300,18 +300,28 @@ class SearchSpace:
             space = space.fix(name, value)
         return space
 
-    def relevant_to(self, config: TrainConfig) -> "SearchSpace":
-        """The space without hyperparameters that cannot matter for `config`: aux_dropout/aux_weight without aux
+    def irrelevant_to(self, config: TrainConfig) -> dict:
+        """{name: why} of the hyperparameters that cannot matter for `config`: aux_dropout/aux_weight without aux
         heads, finetune_blocks when training from scratch (weights=None), data.augment.* unless the base
         augmentation is an AugmentConfig (an override would replace "auto" or an AlbumentationsSpec)."""
-        irrelevant = set()
-        if not config.aux_heads:
-            irrelevant |= {"aux_dropout", "aux_weight"}
-        if config.weights is None:
-            irrelevant.add("finetune_blocks")
-        if not isinstance(config.data.augment, AugmentConfig):
-            irrelevant |= {p.name for p in self.params if p.name.startswith("data.augment.")}
-        return SearchSpace(tuple(p for p in self.params if p.name not in irrelevant or p.kind == "fixed"))
+        why = {}
+        for p in self.params:
+            if p.kind == "fixed":
+                continue
+            if p.name in ("aux_dropout", "aux_weight") and not config.aux_heads:
+                why[p.name] = "aux_heads=False"
+            elif p.name == "finetune_blocks" and config.weights is None:
+                why[p.name] = "weights=None: training from scratch"
+            elif p.name.startswith("data.augment.") and not isinstance(config.data.augment, AugmentConfig):
+                aug = config.data.augment
+                shown = repr(aug) if aug is None or isinstance(aug, str) else f"an {type(aug).__name__}"
+                why[p.name] = f"data.augment is {shown}, not an AugmentConfig"
+        return why
+
+    def relevant_to(self, config: TrainConfig) -> "SearchSpace":
+        """The space without the hyperparameters of `irrelevant_to(config)`."""
+        irrelevant = self.irrelevant_to(config)
+        return SearchSpace(tuple(p for p in self.params if p.name not in irrelevant))
 
     def fit_to_data(self, train_size: int, batch_size: int) -> tuple["SearchSpace", tuple]:
         """The space without batch sizes above the `train_size` training examples (a batch larger than the split
