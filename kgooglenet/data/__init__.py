@@ -7,7 +7,7 @@ Batches are `(float32 RGB [0,255] NHWC, int32 labels)`; the model normalizes ins
 Modules: `image` (the one evaluation-style image path: decode incl. EXIF, antialiased shorter-side resize, center
 crop; validation, evaluate, predict, the preparer and the serving signature use it), `augment` (the fast training
 ops), `sources` (the pipelines), `folders` (listing and the stratified split), `prepare` (the preparer) and
-`records` (its on-disk format), `albumentations`, `config`.
+`records` (its on-disk format), `albumentations`, `config`, `malloc` (keeps large freed buffers in the process).
 
 Example:
 ```python
