@@ -48,10 +48,12 @@ def run_search(tmp_path, roles: dict, extra_args=(), expected_codes=None) -> dic
             procs[tuner_id] = subprocess.Popen(args + list(extra), env=dict(env, KERASTUNER_TUNER_ID=tuner_id,
                                                                             **extra_env),
                                                cwd=tmp_path, stdout=logs[tuner_id], stderr=subprocess.STDOUT)
-        # fail fast when a process dies: the chief would wait for a dead worker until the timeout
+        # fail fast when a process ends with a code it should not (the chief would wait for a dead worker until the
+        # timeout); an expected non-zero code (the chief's 1) waits for the others
+        expected = expected_codes or {tuner_id: 0 for tuner_id in roles}
         deadline = time.monotonic() + TIMEOUT
         while (time.monotonic() < deadline and any(p.poll() is None for p in procs.values())
-               and not any(p.poll() for p in procs.values())):
+               and not any(p.poll() not in (None, expected[t]) for t, p in procs.items())):
             time.sleep(1)
         codes = {tuner_id: proc.poll() for tuner_id, proc in procs.items()}  # None: still running, killed below
     finally:
@@ -64,7 +66,7 @@ def run_search(tmp_path, roles: dict, extra_args=(), expected_codes=None) -> dic
             f.seek(0)
             text[tuner_id] = f.read()
             f.close()
-    if codes != (expected_codes or {tuner_id: 0 for tuner_id in roles}):
+    if codes != expected:
         pytest.fail(f"exit codes {codes} (None: still running after another process failed or after {TIMEOUT} s, "
                     "killed)\n" + "\n".join(f"--- {k} ---\n{v[-2500:]}" for k, v in text.items()))
     return text

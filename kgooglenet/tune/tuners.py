@@ -356,8 +356,9 @@ def make_tuner(config: TuneConfig, hypermodel: GoogLeNetHyperModel | None = None
     fits the training split.
     """
     space = config.space.relevant_to(config.train)
-    for name, why in config.space.irrelevant_to(config.train).items():
-        print(f"[kgooglenet.tune] {name}: not tuned, it cannot matter here ({why})", flush=True)
+    if tuner_role() != "worker":  # said once, where the search space lives
+        for name, why in config.space.irrelevant_to(config.train).items():
+            print(f"[kgooglenet.tune] {name}: not tuned, it cannot matter here ({why})", flush=True)
     objective = config.objective_key
     hypermodel = hypermodel or GoogLeNetHyperModel(
         config.train, space, config.objective, config.epochs, config.early_stopping_patience, verbose=config.verbose,
