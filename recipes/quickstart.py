@@ -12,7 +12,7 @@ Run:
                                                      # 0.9861 in 273 s (AVX2 Zen 3, float32)
 
 Expected (2-core CPU): val accuracy >= 0.97 (typically 0.98-0.99) in about 2 minutes end to end with bfloat16
-(AVX512-BF16 Zen 5), 5.3 minutes in float32 (AVX2 Zen 3: 316 s, 0.9833), and
+(AVX512-BF16 Zen 5), 3.3-5.3 minutes in float32 (AVX2 Zen 3: 198 s, 0.9889; 316 s, 0.9833), and
     runs/quickstart/plots/{loss,accuracy,learning_rate}.png, history.csv, train.log, logs/ (TensorBoard),
     runs/quickstart/checkpoints/best.weights.h5, runs/quickstart/model.keras (the best epoch, self-describing),
     saved_models/googlenet_digits/<version>/ (SavedModel).
