@@ -60,6 +60,13 @@ googlenet (92.3); onnx-int8 1.88x; tflite-int8 0.84x; torch float32 0.65x, bf16 
 for a VNNI/BF16 CPU and cannot be judged on this one. Keeping freed buffers in the process
 (`kgooglenet.data.malloc`, which speeds the input pipeline by 15-25%) changed no inference row (savedmodel 0.77x
 without it): the convolutions, not allocations, bound serving.
+Re-measured 2026-12-03 on the same kind of Zen 3, idle (0.01 cores of other work): ort-torchvision 58.6; onnx-nchw
+1.01x; savedmodel 0.79x; openvino int8 117.2, 2.00x, 1.23x torchvision's quantized googlenet (95.5); onnx-int8
+1.84x. OpenVINO's own profile (PERF_COUNT) of the int8 file: convolutions 93% of the time, all in its AVX2 int8
+kernels (jit_avx2_I8: no float32 fallback, no Quantize/Dequantize left), conv2 (3x3, 64 -> 192 at 56x56) 60 ms of
+279 ms per batch at ~186 GMAC/s, conv1 (7x7 on 3 channels) 31 ms at ~122 GMAC/s, max pooling 4%. Alone in a process
+without TensorFlow: 115-120 img/s; pinning, denormals optimization, 2 streams x 16 images and a static batch
+changed nothing (within 1%). torchvision's quantized model alone: 89 (NCHW input, as timed above) / 97 (channels_last).
 
 Earlier (float32 and bfloat16 only; 2-core AMD EPYC with AVX512-BF16, TF 2.21, ORT 1.31, torch 2.14), idle,
 batch 32, 2 threads, 11 rounds (img/s, paired ratio vs ORT fp32): ort-torchvision 70.4; keras 61.7 (0.89x) / bf16 105.3 (1.50x);
