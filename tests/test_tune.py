@@ -30,7 +30,7 @@ from kgooglenet.tune import (
     search,
     space_overrides,
 )
-from kgooglenet.tune.space import from_tuner
+from kgooglenet.tune.space import config_fields, from_tuner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # keep the output short: the Gaussian process fitted on 2-4 points warns about its length scale
@@ -133,6 +133,8 @@ def test_ema_and_augmentation_fields_are_tunable(tmp_path):
         Hyperparameter("data.augment.randaugment_magnitude", "choice", values=(9.0, 31))
     with pytest.raises(ValueError, match="'data.augment.no_such' does not name"):
         Hyperparameter("data.augment.no_such", "choice", values=(1,))
+    with pytest.raises(ValueError, match="'data.augment' does not name"):  # the whole AugmentConfig is no value
+        config_fields({"data.augment": "strong"})
 
 
 def test_bool_choice_round_trips_through_keras_tuner(tmp_path):

@@ -444,7 +444,7 @@ def config_fields(values: dict, variant: str = "cifar") -> dict:
             if not 0 <= k <= NUM_BLOCKS:
                 raise ValueError(f"hyperparameter 'finetune_blocks' must be in [0, {NUM_BLOCKS}], received {k}")
             out["freeze_until"] = None if k == NUM_BLOCKS else _block_names(variant)[NUM_BLOCKS - k - 1]
-        elif name.startswith("data.") and name[5:] in data_fields:
+        elif name.startswith("data.") and name[5:] in data_fields - {"augment"}:  # a whole config is no value
             out[name] = value
         elif name.startswith("data.augment.") and name[13:] in augment_fields:
             out[name] = value
