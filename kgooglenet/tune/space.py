@@ -423,9 +423,6 @@ def config_fields(values: dict, variant: str = "cifar") -> dict:
     Raises ValueError for a name that is neither a TrainConfig field, "data.<field>", "data.augment.<field>", nor a
     derived name.
     """
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-    augment_fields = {f.name for f in dataclasses.fields(AugmentConfig)}
     out = {}
     for name, value in values.items():
         if name.startswith("tuner/"):  # Hyperband bookkeeping
@@ -444,17 +441,9 @@ def config_fields(values: dict, variant: str = "cifar") -> dict:
             if not 0 <= k <= NUM_BLOCKS:
                 raise ValueError(f"hyperparameter 'finetune_blocks' must be in [0, {NUM_BLOCKS}], received {k}")
             out["freeze_until"] = None if k == NUM_BLOCKS else _block_names(variant)[NUM_BLOCKS - k - 1]
-        elif name.startswith("data.") and name[5:] in data_fields - {"augment"}:  # a whole config is no value
-            out[name] = value
-        elif name.startswith("data.augment.") and name[13:] in augment_fields:
-            out[name] = value
-        elif name in train_fields and name != "data":
-            out[name] = value
         else:
-            raise ValueError(
-                f"hyperparameter {name!r} does not name a TrainConfig field, 'data.<DataConfig field>', "
-                f"'data.augment.<AugmentConfig field>', 'batch_size', 'optimizer' or 'finetune_blocks'"
-            )
+            value_type(name)  # the one rule for what names a field: ValueError naming `name` otherwise
+            out[name] = value
     return out
 
 
